@@ -1,0 +1,1 @@
+"""processors: differentiable gain, saturator, compressor, limiter and chains. Torch (+ numba kernels)."""

@@ -1,0 +1,1 @@
+"""tuning: Lightning jobs that tune processor parameters to loudness targets with the least DRL."""
