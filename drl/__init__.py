@@ -1,1 +1,17 @@
 """drl: the Distortion Residual Level (DRL) metric and loss, BS.1770-4 loudness and true peak. Torch only."""
+
+# The DRL metric and loss, exact bands, delay alignment (issue 2).
+from drl.align import align, estimate_delay, fractional_delay
+from drl.bands import DEFAULT_BANDS, band_key
+from drl.metric import DRL, band_drl_db, drl_db, frame_drl_db, level_match, null
+
+# BS.1770-4 loudness, loudness range, true peak and sample peak (issue 3).
+from drl.loudness import (
+    Loudness,
+    integrated_loudness,
+    loudness_range,
+    loudness_summary,
+    momentary_loudness,
+    short_term_loudness,
+)
+from drl.peak import TruePeak, sample_peak, true_peak

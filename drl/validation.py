@@ -12,11 +12,14 @@ MIN_SAMPLE_RATE = 8_000
 MAX_SAMPLE_RATE = 384_000
 
 
-def check_audio(audio: torch.Tensor, name: str = "audio", *, allow_half: bool = True) -> torch.Tensor:
+def check_audio(
+    audio: torch.Tensor, name: str = "audio", *, allow_half: bool = True, finite: bool = True
+) -> torch.Tensor:
     """Validate an audio tensor of shape ``(T,)``, ``(C, T)`` or ``(B, C, T)`` and return it as float.
 
     Half-precision audio is upcast to float32 (sums of squares overflow float16). Integer PCM is refused:
-    convert it to float in [-1, 1] first (``soundfile.read(..., dtype="float32")`` does).
+    convert it to float in [-1, 1] first (``soundfile.read(..., dtype="float32")`` does). ``finite=False``
+    leaves the NaN/Inf scan to the caller (one that computes energies anyway can spot them there).
     """
     if not isinstance(audio, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(audio).__name__}")
@@ -33,12 +36,17 @@ def check_audio(audio: torch.Tensor, name: str = "audio", *, allow_half: bool = 
         if not allow_half:
             raise ValueError(f"{name} must be float32 or float64, got {audio.dtype}")
         audio = audio.float()
-    check_finite(audio, name)
+    if finite:
+        check_finite(audio, name)
     return audio
 
 
 def check_finite(tensor: torch.Tensor, name: str) -> None:
     """Raise ValueError when ``tensor`` holds NaN or Inf."""
+    # Any NaN or Inf makes the sum non-finite, so a finite sum (one cheap reduction, no boolean tensor)
+    # settles the common case; only a non-finite sum (or a finite overflow) needs the full scan.
+    if tensor.dtype.is_floating_point and bool(torch.isfinite(tensor.sum())):
+        return
     if not bool(torch.isfinite(tensor).all()):
         n_nan = int(torch.isnan(tensor).sum())
         n_inf = int(torch.isinf(tensor).sum())
@@ -83,3 +91,54 @@ def from_batch_channels_time(audio: torch.Tensor, like_ndim: int) -> torch.Tenso
     if like_ndim == 2:
         return audio[0]
     return audio
+
+
+def check_pair(
+    reference: torch.Tensor, processed: torch.Tensor, *, same_length: bool = True, finite: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate a (reference, processed) pair and return both as floats of one common dtype.
+
+    Checks each with :func:`check_audio`, then device, channel layout and (unless ``same_length=False``) length.
+    """
+    reference = check_audio(reference, "reference", finite=finite)
+    processed = check_audio(processed, "processed", finite=finite)
+    if reference.device != processed.device:
+        raise ValueError(
+            f"reference and processed must be on the same device, got {reference.device} and {processed.device}"
+        )
+    check_same_channels(reference, processed)
+    if same_length and reference.shape[-1] != processed.shape[-1]:
+        raise ValueError(
+            f"reference has {reference.shape[-1]} samples but processed has {processed.shape[-1]}; "
+            "pass signals of equal length (or align them first)"
+        )
+    dtype = torch.promote_types(reference.dtype, processed.dtype)
+    return reference.to(dtype), processed.to(dtype)
+
+
+def check_energies(
+    named: dict[str, torch.Tensor], known: dict[str, torch.Tensor] | None = None
+) -> dict[str, torch.Tensor]:
+    """Per-channel energies ``sum_t audio^2`` (shape ``audio.shape[:-1]``, float64, differentiable) of named
+    signals, after checking with one host sync that each channel's energy is positive and finite.
+
+    ``known`` supplies energies computed already (for instance ``||y||^2 = ||d||^2 + ||g x||^2``). Raises
+    ValueError naming the signal: NaN/Inf samples, a silent channel (or one too quiet to square in its dtype),
+    or an energy that overflows. Replaces :func:`check_finite` for callers that need energies anyway.
+    """
+    known = known or {}
+    energies = {
+        name: known[name] if name in known else audio.square().sum(dim=-1).double() for name, audio in named.items()
+    }
+    counts = torch.stack(
+        [torch.stack([(~torch.isfinite(e.detach())).sum(), (e.detach() <= 0).sum()]) for e in energies.values()]
+    ).tolist()
+    for (name, audio), (not_finite, silent) in zip(named.items(), counts):
+        if not_finite:
+            check_finite(audio, name)
+            raise ValueError(f"{name} is too loud: its energy overflows {audio.dtype} in {not_finite} channel(s)")
+        if silent:
+            raise ValueError(
+                f"{name} is silent in {silent} channel(s) (or too quiet for {audio.dtype}); DRL is undefined"
+            )
+    return energies

@@ -1,0 +1,143 @@
+"""Time this project's DRL against distortion-residual 0.1.0, side by side, and print the speed-up.
+
+Stereo 44.1 kHz float32 noise against its tanh-saturated copy; broadband and the three default bands; forward
+and forward+backward; on the CPU, and on CUDA when one is present. Each figure is the median of --repeats runs
+after one warm-up run (see :func:`timed`). The original's band filters are very slow on the CPU (seconds per
+call), so it runs --original-repeats times, and is skipped (with its estimate printed) where one call would
+exceed --original-budget-s judging from the shorter duration.
+
+A second table times the optional measures of issue 7 against plain broadband DRL, this project's own:
+frame-wise DRL (``frame_ms=50``, goal: within 2x of plain) and linear-response removal (``linear_taps=512``,
+goal: within 10x of plain).
+
+    python bench/drl_bench.py                      # 10 s and 60 s, CPU (+ CUDA)
+    python bench/drl_bench.py --durations 10 --repeats 3
+    python bench/drl_bench.py --skip-original      # the second table only
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from distortion_residual import DRL as OriginalDRL
+
+from drl import DEFAULT_BANDS, DRL
+
+SR = 44100
+
+
+def timed(function, device: torch.device, repeats: int) -> float:
+    """Median wall time of ``function()`` in seconds. The first call warms up; one slower than a second counts
+    as a measurement (the original's band filters take seconds per call and gain nothing from warming up)."""
+
+    def once() -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        function()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - start
+
+    first = once()
+    times = [first] if first > 1.0 else []
+    times += [once() for _ in range(repeats - len(times))]
+    return statistics.median(times)
+
+
+def job(metric, reference: torch.Tensor, processed: torch.Tensor, backward: bool):
+    """One DRL evaluation (and its backward pass) as a closure."""
+
+    def run():
+        if backward:
+            leaf = processed.detach().requires_grad_(True)
+            metric(reference, leaf)["total_drl_db"].backward()
+        else:
+            with torch.no_grad():
+                metric(reference, processed)
+
+    return run
+
+
+def signals(seconds: float, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    reference = torch.randn(2, int(seconds * SR), generator=generator) * 0.1
+    return reference.to(device), (torch.tanh(3 * reference) / 3).to(device)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--durations", type=float, nargs="+", default=[10.0, 60.0], help="seconds of stereo audio")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs of this project's DRL")
+    parser.add_argument("--original-repeats", type=int, default=3, help="timed runs of the original")
+    parser.add_argument("--original-budget-s", type=float, default=60.0, help="skip original calls longer than this")
+    parser.add_argument("--devices", nargs="+", default=None, help="default: cpu, and cuda when available")
+    parser.add_argument("--skip-original", action="store_true", help="only time the optional measures")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads; stereo {SR} Hz float32; median times")
+    if not args.skip_original:
+        against_original(args, devices)
+    options(args, devices)
+
+
+def options(args: argparse.Namespace, devices: list[str]) -> None:
+    """Frame-wise DRL and linear-response removal against plain broadband DRL."""
+    print(f"\n{'device':6} {'audio':>6} {'pass':>16} {'plain (ms)':>11} {'frame_ms=50':>12} {'ratio':>6} "
+          f"{'linear_taps=512':>16} {'ratio':>6}")  # fmt: skip
+    for name in devices:
+        device = torch.device(name)
+        for seconds in args.durations:
+            reference, processed = signals(seconds, device)
+            for backward in (False, True):
+                times = [
+                    timed(job(DRL(SR, None, **option), reference, processed, backward), device, args.repeats)
+                    for option in ({}, {"frame_ms": 50.0}, {"linear_taps": 512})
+                ]
+                print(
+                    f"{name:6} {seconds:5.0f}s {'forward+backward' if backward else 'forward':>16} "
+                    f"{times[0] * 1e3:11.1f} {times[1] * 1e3:12.1f} {times[1] / times[0]:5.1f}x "
+                    f"{times[2] * 1e3:16.1f} {times[2] / times[0]:5.1f}x",
+                    flush=True,
+                )
+
+
+def against_original(args: argparse.Namespace, devices: list[str]) -> None:
+    """This DRL against distortion-residual 0.1.0."""
+    print(f"{'device':6} {'audio':>6} {'bands':>6} {'pass':>16} {'this (ms)':>11} {'original (ms)':>14} "
+          f"{'speed-up':>9}")  # fmt: skip
+    for name in devices:
+        device = torch.device(name)
+        seconds_per_sample: dict[tuple, float] = {}
+        for seconds in args.durations:
+            reference, processed = signals(seconds, device)
+            for bands in (None, DEFAULT_BANDS):
+                ours = DRL(SR, bands)
+                original = OriginalDRL(SR, bands, device=device)
+                for backward in (False, True):
+                    ours_s = timed(job(ours, reference, processed, backward), device, args.repeats)
+                    key = (bands is None, backward)
+                    estimate = seconds_per_sample.get(key, 0.0) * reference.shape[-1]
+                    if estimate > args.original_budget_s:
+                        original_text, ratio_text = f"~{estimate * 1e3:.0f} (est.)", f"~{estimate / ours_s:.0f}x"
+                    else:
+                        original_s = timed(job(original, reference, processed, backward), device, args.original_repeats)
+                        seconds_per_sample[key] = original_s / reference.shape[-1]
+                        original_text, ratio_text = f"{original_s * 1e3:.1f}", f"{original_s / ours_s:.1f}x"
+                    print(
+                        f"{name:6} {seconds:5.0f}s {0 if bands is None else len(bands):>6} "
+                        f"{'forward+backward' if backward else 'forward':>16} {ours_s * 1e3:11.1f} "
+                        f"{original_text:>14} {ratio_text:>9}",
+                        flush=True,
+                    )
+
+
+if __name__ == "__main__":
+    main()

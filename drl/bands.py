@@ -1,0 +1,91 @@
+"""Exact frequency bands: brick-wall band energies from one real FFT (Parseval).
+
+Each rfft bin ``k`` owns the cell ``[(k - 1/2) df, (k + 1/2) df]`` of the positive frequency axis, clipped to
+``[0, fs/2]`` (``df = fs / T``). A band ``[low_hz, high_hz]`` takes the fraction of each cell it overlaps,
+counted twice for the negative frequencies. The weights of the whole axis then read 1 for DC, 2 inside and 1
+for the Nyquist bin of an even length, which is exactly Parseval's sum; bands that tile the axis split a bin
+lying on their common edge half and half, so their energies add up to the total; and a DC offset stays out of
+every band whose lower edge lies above ``df / 2``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+from drl.validation import check_sample_rate
+
+DEFAULT_BANDS: list[tuple[float, float]] = [(20, 200), (200, 2000), (2000, 20000)]
+
+
+def band_key(low_hz: float, high_hz: float) -> str:
+    """The dict key of a band, ``f"{int(low)}_{int(high)}"`` (the original package's contract): ``"20_200"``."""
+    return f"{int(low_hz)}_{int(high_hz)}"
+
+
+def check_bands(bands: Sequence[Sequence[float]] | None, sample_rate: int) -> list[tuple[float, float]]:
+    """Validate ``(low_hz, high_hz)`` pairs against ``sample_rate`` and return them as a list of float pairs.
+
+    ``None`` means no bands (broadband only). Each band needs ``0 <= low_hz < high_hz <= sample_rate / 2``
+    and a key distinct from the others.
+    """
+    if bands is None:
+        return []
+    nyquist = sample_rate / 2
+    checked: list[tuple[float, float]] = []
+    keys: set[str] = set()
+    for band in bands:
+        if isinstance(band, (str, bytes)) or not isinstance(band, Sequence) or len(band) != 2:
+            raise ValueError(f"each frequency band must be a pair (low_hz, high_hz), got {band!r}")
+        low, high = band
+        for value in (low, high):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"band edges must be finite numbers in Hz, got {band!r}")
+        low, high = float(low), float(high)
+        if not 0 <= low < high:
+            raise ValueError(f"band {band!r} needs 0 <= low_hz < high_hz")
+        if high > nyquist:
+            raise ValueError(
+                f"band {band!r} reaches above the Nyquist frequency {nyquist:g} Hz of sample_rate "
+                f"{sample_rate}; pass frequency_bands that fit this rate"
+            )
+        key = band_key(low, high)
+        if key in keys:
+            raise ValueError(f"two frequency bands share the key {key!r}")
+        keys.add(key)
+        checked.append((low, high))
+    return checked
+
+
+def band_weights(
+    n_samples: int,
+    sample_rate: int,
+    bands: Sequence[tuple[float, float]],
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Parseval weights of shape ``(len(bands), n_samples // 2 + 1)`` for the rfft bins of a length-T signal.
+
+    ``sum_k w[b, k] |X_k|^2 / T`` is the energy of ``x`` inside band ``b`` (brick-wall split).
+    """
+    sample_rate = check_sample_rate(sample_rate)
+    n_bins = n_samples // 2 + 1
+    bin_hz = sample_rate / n_samples
+    centre = torch.arange(n_bins, dtype=torch.float64, device=device) * bin_hz
+    cell_low = (centre - bin_hz / 2).clamp_min(0.0)
+    cell_high = (centre + bin_hz / 2).clamp_max(sample_rate / 2)
+    edges = torch.tensor(bands, dtype=torch.float64, device=device).reshape(-1, 2)
+    overlap = torch.minimum(cell_high, edges[:, 1:]) - torch.maximum(cell_low, edges[:, :1])
+    return (2.0 * overlap.clamp_min(0.0) / bin_hz).to(dtype)
+
+
+def band_energies(signal: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Band energies ``sum_t (band-passed signal)^2`` of ``signal (..., T)``, shape ``(n_bands, ...)``."""
+    n_samples = signal.shape[-1]
+    spectrum = torch.fft.rfft(signal, dim=-1)
+    power = spectrum.real.square() + spectrum.imag.square()
+    energies = power @ weights.transpose(0, 1) / n_samples
+    return energies.movedim(-1, 0)

@@ -1,0 +1,114 @@
+"""``python -m drl REFERENCE PROCESSED``: output, JSON, alignment and the error exits (subprocess)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+ROOT = Path(__file__).resolve().parents[1]
+SR = 44100
+
+
+def run(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "drl", *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli_drl")
+    x = (np.random.default_rng(0).standard_normal((SR, 2)) * 0.1).astype(np.float32)
+    y = np.tanh(3 * x) / 3
+    paths = {
+        "reference": folder / "reference.wav",
+        "processed": folder / "processed.flac",
+        "delayed": folder / "delayed.wav",
+        "mono": folder / "mono.wav",
+        "rate": folder / "rate.wav",
+        "junk": folder / "junk.wav",
+    }
+    sf.write(paths["reference"], x, SR, subtype="FLOAT")
+    sf.write(paths["processed"], y, SR, subtype="PCM_24")
+    sf.write(paths["delayed"], np.concatenate([np.zeros((150, 2), np.float32), y]), SR, subtype="FLOAT")
+    sf.write(paths["mono"], x[:, 0], SR, subtype="FLOAT")
+    sf.write(paths["rate"], x, 48000, subtype="FLOAT")
+    paths["junk"].write_bytes(b"not audio at all")
+    gains = (x * y).sum(0) / (x * x).sum(0)
+    expected = 10 * np.log10(((y - gains * x) ** 2).sum(0) / ((gains * x) ** 2).sum(0))
+    return paths, expected
+
+
+def test_text_report(files):
+    paths, expected = files
+    result = run(paths["reference"], paths["processed"])
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    total = next(line for line in lines if line.startswith("DRL total"))
+    assert float(total.split()[2]) == pytest.approx(expected.mean(), abs=0.01)
+    assert sum(line.strip().startswith("channel") for line in lines) == 2
+    for band in ("20-200 Hz", "200-2000 Hz", "2000-20000 Hz"):
+        assert any(line.strip().startswith(band) for line in lines)
+    assert not any(line.startswith("delay") for line in lines)
+
+
+def test_json_with_alignment_and_custom_bands(files):
+    paths, expected = files
+    result = run(paths["reference"], paths["delayed"], "--align", "--json", "--bands", "0-100", "100-22050")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["delay_samples"] == pytest.approx(150.0, abs=0.05)
+    assert report["total_drl_db"] == pytest.approx(expected.mean(), abs=0.1)
+    assert report["channel_drl_db"] == pytest.approx(list(expected), abs=0.1)
+    assert set(report["band_drl_db"]) == set(report["band_drl_percent"]) == {"0_100", "100_22050"}
+    assert report["sample_rate"] == SR and report["channels"] == 2
+
+    broadband = json.loads(run(paths["reference"], paths["processed"], "--json", "--no-bands").stdout)
+    assert broadband["band_drl_db"] == {} and "delay_samples" not in broadband
+
+
+def check_one_line_error(returncode, stdout, stderr, message):
+    assert returncode == 2
+    assert stdout == ""
+    assert len(stderr.strip().splitlines()) == 1, stderr
+    assert message in stderr
+
+
+@pytest.mark.parametrize(
+    "names, message",
+    [(("reference", "missing"), "processed file not found"), (("reference", "rate"), "sample rates differ")],
+)
+def test_errors_exit_2_with_one_line(files, names, message):
+    paths, _ = files
+    args = [paths.get(name, paths["reference"].parent / f"{name}.wav") for name in names]
+    result = run(*args)
+    check_one_line_error(result.returncode, result.stdout, result.stderr, message)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("junk", "processed"), "cannot read reference file"),
+        (("reference", "mono"), "channel counts differ"),
+        (("reference", "delayed"), "44100 samples but processed has 44250"),
+        (("reference", "processed", "--bands", "20-x"), "LOW-HIGH"),
+        (("reference", "processed", "--bands", "20-30000"), "Nyquist"),
+        (("reference", "processed", "--align", "--max-delay-ms", "-3"), "max_delay_ms"),
+    ],
+)
+def test_more_errors_in_process(files, args, message, capsys):
+    # The same entry point as above without a new interpreter per case (keeps the suite fast).
+    from drl.__main__ import main
+
+    paths, _ = files
+    argv = [str(paths.get(arg, arg)) for arg in args]
+    try:
+        code = main(argv)
+    except SystemExit as exit_:  # argparse exits by itself
+        code = exit_.code
+    captured = capsys.readouterr()
+    check_one_line_error(code, captured.out, captured.err, message)

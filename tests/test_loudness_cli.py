@@ -1,0 +1,60 @@
+"""``python -m drl REFERENCE PROCESSED --loudness`` (subprocess)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+ROOT = Path(__file__).resolve().parents[1]
+SR = 48000
+
+
+def run(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "drl", *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli_loudness")
+    t = np.arange(4 * SR) / SR
+    sine = 10 ** (-23 / 20) * np.sin(2 * np.pi * 1000 * t)
+    paths = {"tone": folder / "tone.wav", "quiet": folder / "quiet.wav", "short": folder / "short.wav"}
+    sf.write(paths["tone"], np.stack([sine, sine], axis=1).astype(np.float32), SR, subtype="FLOAT")
+    quiet = 10 ** (-90 / 20) * np.random.default_rng(0).uniform(-1, 1, (4 * SR, 2))  # below the -70 LUFS gate
+    sf.write(paths["quiet"], quiet.astype(np.float32), SR, subtype="FLOAT")
+    sf.write(paths["short"], np.stack([sine, sine], axis=1)[: SR // 5].astype(np.float32), SR, subtype="FLOAT")
+    return paths
+
+
+def test_json_loudness_of_each_file(files):
+    result = run(files["tone"], files["quiet"], "--loudness", "--json", "--no-bands")
+    assert result.returncode == 0, result.stderr
+    loudness = json.loads(result.stdout)["loudness"]
+    tone = loudness["reference"]
+    assert tone["integrated_lufs"] == pytest.approx(-22.9933, abs=1e-3)
+    assert tone["lra"] == pytest.approx(0.0, abs=0.01)
+    assert tone["sample_peak_dbfs"] == pytest.approx(-23.0, abs=1e-3)
+    assert tone["true_peak_dbtp"] == pytest.approx(-23.0, abs=0.05)
+    quiet = loudness["processed"]
+    assert quiet["integrated_lufs"] is None and quiet["lra"] == 0.0  # no block passes the gates
+    assert -91.0 < quiet["sample_peak_dbfs"] <= -90.0 < quiet["true_peak_dbtp"] < -80.0  # white noise overshoots
+
+
+def test_text_output_and_absent_without_the_flag(files):
+    with_flag = run(files["tone"], files["tone"], "--loudness", "--no-bands")
+    assert with_flag.returncode == 0, with_flag.stderr
+    assert "loudness" in with_flag.stdout and "integrated_lufs" in with_flag.stdout
+    without = run(files["tone"], files["tone"], "--no-bands", "--json")
+    assert "loudness" not in json.loads(without.stdout)
+
+
+def test_too_short_for_loudness_exits_2(files):
+    result = run(files["short"], files["short"], "--loudness", "--no-bands")
+    assert result.returncode == 2
+    assert "400 ms" in result.stderr and len(result.stderr.strip().splitlines()) == 1
