@@ -1,0 +1,219 @@
+"""The effects as pure functions of tensors and physical parameters.
+
+Audio is (T,), (C, T) or (B, C, T) and comes back in the same shape; each parameter is a float, a 0-d tensor
+or a (B,) tensor (one setting per batch item). Every function is differentiable in the audio and in every
+continuous parameter. The ``*_bct`` variants take (B, C, T) audio and (B,) parameters without checks; the
+Processor modules call those.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from drl.peak import true_peak_oversample
+from drl.validation import check_audio, check_sample_rate, from_batch_channels_time, to_batch_channels_time
+from processors import ballistics
+from processors.oversampling import downsample, upsample
+
+LEVEL_FLOOR = ballistics.LEVEL_FLOOR  # amplitude floor of the level detector (-240 dB)
+OVERSAMPLE_FACTORS = (1, 2, 4, 8)
+DETECTORS = ("peak", "rms")
+
+
+# --- helpers ----------------------------------------------------------------------------------------------
+def db_to_amplitude(db: torch.Tensor) -> torch.Tensor:
+    return torch.pow(10.0, db / 20.0)
+
+
+def _item(value, x: torch.Tensor, name: str) -> torch.Tensor:
+    """A parameter -> (B,) tensor in x's dtype/device, x of shape (B, C, T)."""
+    v = torch.as_tensor(value, dtype=x.dtype, device=x.device)
+    if v.ndim == 0:
+        return v.expand(x.shape[0])
+    if v.ndim != 1 or v.shape[0] not in (1, x.shape[0]):
+        raise ValueError(f"{name} must be a number or a (B,) tensor with B = {x.shape[0]}, got {tuple(v.shape)}")
+    if not bool(torch.isfinite(v).all()):
+        raise ValueError(f"{name} must be finite, got {v.tolist()}")
+    return v.expand(x.shape[0])
+
+
+def _col(p: torch.Tensor) -> torch.Tensor:
+    """(B,) -> (B, 1, 1) for broadcasting against (B, C, T)."""
+    return p.reshape(-1, 1, 1)
+
+
+def _per_signal(p: torch.Tensor, channels: int) -> torch.Tensor:
+    """(B,) -> (B * channels,) matching a (B, channels, T) tensor flattened to (B * channels, T)."""
+    return p.reshape(-1, 1).expand(-1, channels).reshape(-1)
+
+
+def _check_choice(name: str, value, allowed) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(map(str, allowed))}; got {value!r}")
+
+
+def _wrap(fn, x: torch.Tensor, sample_rate: int | None, params: dict, **options):
+    x = check_audio(x, "x", allow_half=False)
+    xb = to_batch_channels_time(x)
+    values = {name: _item(value, xb, name) for name, value in params.items()}
+    if sample_rate is not None:
+        options["sample_rate"] = check_sample_rate(sample_rate)
+    return from_batch_channels_time(fn(xb, **values, **options), x.ndim)
+
+
+# --- gain -------------------------------------------------------------------------------------------------
+def gain_bct(x: torch.Tensor, gain_db: torch.Tensor) -> torch.Tensor:
+    return x * _col(db_to_amplitude(gain_db))
+
+
+def gain(x: torch.Tensor, gain_db) -> torch.Tensor:
+    """y = x 10^(gain_db / 20)."""
+    return _wrap(gain_bct, x, None, {"gain_db": gain_db})
+
+
+# --- saturator --------------------------------------------------------------------------------------------
+def saturate_bct(x, drive_db, bias, mix, output_db, *, oversample: int = 1, unity_gain: bool = False):
+    _check_choice("oversample", oversample, OVERSAMPLE_FACTORS)
+    g, b = _col(db_to_amplitude(drive_db)), _col(bias)
+    post = _col(db_to_amplitude(output_db))
+    if unity_gain:  # the small-signal slope of tanh(g x + b) is g sech^2(b)
+        post = post / (g * (1.0 - torch.tanh(b) ** 2))
+    wet = upsample(x, oversample)
+    wet = torch.tanh(g * wet + b) - torch.tanh(b)
+    wet = downsample(wet, oversample)
+    m = _col(mix)
+    return m * post * wet + (1.0 - m) * x
+
+
+def saturate(x, drive_db, bias=0.0, mix=1.0, output_db=0.0, *, oversample: int = 1, unity_gain: bool = False):
+    """y = mix post (tanh(g x + b) - tanh(b)) + (1 - mix) x, g = 10^(drive_db/20), post = 10^(output_db/20)
+    (divided by g sech^2(b) when ``unity_gain``), the tanh stage run at ``oversample`` times the rate."""
+    params = {"drive_db": drive_db, "bias": bias, "mix": mix, "output_db": output_db}
+    return _wrap(saturate_bct, x, None, params, oversample=oversample, unity_gain=unity_gain)
+
+
+# --- compressor -------------------------------------------------------------------------------------------
+def static_curve_db(level_db, threshold_db, ratio, knee_db):
+    """Output level y_G of the soft-knee static curve (Giannoulis et al. 2012); all arguments broadcast.
+
+    knee_db = 0 is the hard knee; the knee branch is never evaluated with a zero width, so no NaN gradient.
+    """
+    over = level_db - threshold_db
+    knee_safe = torch.where(knee_db > 0, knee_db, torch.ones_like(knee_db))
+    in_knee = (2.0 * over.abs() <= knee_db) & (knee_db > 0)
+    knee = level_db + (1.0 / ratio - 1.0) * (over + knee_db / 2.0) ** 2 / (2.0 * knee_safe)
+    above = threshold_db + over / ratio
+    return torch.where(2.0 * over < -knee_db, level_db, torch.where(in_knee, knee, above))
+
+
+def _detector(x, sample_rate, detector, rms_ms, stereo_link):
+    """Detector signal (B, C or 1, T) with its dB scale and floor: (|x|, 20, 1e-12) or (mean square, 10, 1e-24).
+    Linked: the per-sample maximum over channels (taken before the monotonic log: the same level)."""
+    _check_choice("detector", detector, DETECTORS)
+    if detector == "peak":
+        det, scale, floor = x.abs(), 20.0, LEVEL_FLOOR
+    else:
+        b, c, t = x.shape
+        a = ballistics.time_coefficient(_per_signal(rms_ms, c), sample_rate)
+        det = ballistics.one_pole((x * x).reshape(b * c, t), a).reshape(b, c, t)
+        scale, floor = 10.0, LEVEL_FLOOR**2
+    return (det.amax(dim=1, keepdim=True) if stereo_link else det), scale, floor
+
+
+def detector_level_db(x, sample_rate, *, detector="peak", rms_ms=None, stereo_link=True):
+    """Step 1: level L (B, C or 1, T) in dB: peak 20 log10(|x| + 1e-12), or one-pole mean square in dB."""
+    det, scale, floor = _detector(x, sample_rate, detector, rms_ms, stereo_link)
+    return scale * torch.log10(det + floor)
+
+
+def _compressor_bct(x, threshold_db, ratio, knee_db, attack_ms, release_ms, makeup_db, *, sample_rate, detector,
+                    rms_ms, stereo_link):
+    _check_choice("detector", detector, DETECTORS)
+    """(y, gain reduction s in dB (B, C or 1, T)); steps 1-5 compiled, with the curve of static_curve_db."""
+    b, c, t = x.shape
+    n = 1 if stereo_link else c  # signals per batch item
+    a_att = ballistics.time_coefficient(_per_signal(attack_ms, n), sample_rate)
+    a_rel = ballistics.time_coefficient(_per_signal(release_ms, n), sample_rate)
+    params = [_per_signal(p, n) for p in (threshold_db, ratio, knee_db, makeup_db)]
+    if detector == "peak":  # detector, curve, ballistics and gain application in one pass
+        y, s = ballistics.peak_compressor(x.reshape(b * n, c // n, t), *params, a_att, a_rel)
+        return y.reshape(b, c, t), s.reshape(b, n, t)
+    det, scale, floor = _detector(x, sample_rate, detector, rms_ms, stereo_link)
+    gain, s = ballistics.compressor(det.reshape(b * n, t), scale, floor, *params, a_att, a_rel)
+    return x * gain.reshape(b, n, t), s.reshape(b, n, t)
+
+
+def compressor_gain_reduction_db_bct(x, threshold_db, ratio, knee_db, attack_ms, release_ms, *, sample_rate,
+                                     detector="peak", rms_ms=None, stereo_link=True):
+    """Steps 1-4: the smoothed gain reduction s >= 0 in dB, (B, C, T) or (B, 1, T) when linked."""
+    zero = torch.zeros_like(threshold_db)
+    return _compressor_bct(x, threshold_db, ratio, knee_db, attack_ms, release_ms, zero, sample_rate=sample_rate,
+                           detector=detector, rms_ms=rms_ms, stereo_link=stereo_link)[1]
+
+
+def compress_bct(x, threshold_db, ratio, knee_db, attack_ms, release_ms, makeup_db, *, sample_rate,
+                 detector="peak", rms_ms=None, stereo_link=True):
+    return _compressor_bct(x, threshold_db, ratio, knee_db, attack_ms, release_ms, makeup_db, sample_rate=sample_rate,
+                           detector=detector, rms_ms=rms_ms, stereo_link=stereo_link)[0]
+
+
+def compress(x, sample_rate, threshold_db, ratio, knee_db=0.0, attack_ms=5.0, release_ms=100.0, makeup_db=0.0,
+             *, detector="peak", rms_ms=10.0, stereo_link=True):
+    """Feed-forward log-domain compressor: level, soft-knee static curve, attack/release ballistics on the
+    gain reduction in dB, y = x 10^((makeup_db - s) / 20)."""
+    params = {"threshold_db": threshold_db, "ratio": ratio, "knee_db": knee_db, "attack_ms": attack_ms,
+              "release_ms": release_ms, "makeup_db": makeup_db, "rms_ms": rms_ms}
+    return _wrap(compress_bct, x, sample_rate, params, detector=detector, stereo_link=stereo_link)
+
+
+# --- limiter ----------------------------------------------------------------------------------------------
+def _peaks(x, sample_rate, true_peak):
+    """Per-sample peak |x| (B, C, T); in true-peak mode the max over the oversampled points of [n-1, n+1)."""
+    peak = x.abs()
+    if true_peak:
+        over, factor = true_peak_oversample(x, sample_rate)
+        if factor > 1:
+            b, c, t = x.shape
+            inter = over.abs().reshape(b, c, t, factor).amax(dim=-1)
+            previous = torch.nn.functional.pad(inter[..., :-1], (1, 0))
+            peak = torch.maximum(peak, torch.maximum(inter, previous))
+    return peak
+
+
+def limiter_gain_bct(x, ceiling_db, release_ms, lookahead_ms, slow_release_ms=None, *, sample_rate,
+                     true_peak=False, stereo_link=True):
+    """The limiter's gain (B, C or 1, T), <= min(1, ceiling / peak) at every sample."""
+    peak = _peaks(x, sample_rate, true_peak)
+    if stereo_link:
+        peak = peak.amax(dim=1, keepdim=True)
+    ceiling = _col(db_to_amplitude(ceiling_db))
+    over = peak > ceiling
+    g_req = torch.where(over, ceiling / torch.where(over, peak, torch.ones_like(peak)), torch.ones_like(peak))
+    b, c, t = g_req.shape
+    window = ballistics.window_samples(_per_signal(lookahead_ms, c), sample_rate)
+    alpha = ballistics.time_coefficient(_per_signal(release_ms, c), sample_rate)
+    g = ballistics.limiter_gain(g_req.reshape(b * c, t), window, alpha)
+    if slow_release_ms is not None:
+        # Program-dependent release: a slow one-pole average of the reduction (dB) holds the gain down after
+        # sustained overs, while a short transient barely charges it and recovers at release_ms.
+        reduction = -20.0 * torch.log10(g)
+        beta = ballistics.time_coefficient(_per_signal(slow_release_ms, c), sample_rate)
+        slow = ballistics.one_pole(reduction, beta)
+        g = db_to_amplitude(-torch.maximum(reduction, slow))
+    return g.reshape(b, c, t)
+
+
+def limit_bct(x, ceiling_db, release_ms, lookahead_ms, slow_release_ms=None, *, sample_rate, true_peak=False,
+              stereo_link=True):
+    return x * limiter_gain_bct(x, ceiling_db, release_ms, lookahead_ms, slow_release_ms,
+                                sample_rate=sample_rate, true_peak=true_peak, stereo_link=stereo_link)
+
+
+def limit(x, sample_rate, ceiling_db=-1.0, release_ms=50.0, lookahead_ms=5.0, slow_release_ms=None, *,
+          true_peak=False, stereo_link=True):
+    """Lookahead brickwall limiter, no latency: |y| <= 10^(ceiling_db/20) at every sample (and, with
+    ``true_peak``, between samples to within the meter's interpolation)."""
+    params = {"ceiling_db": ceiling_db, "release_ms": release_ms, "lookahead_ms": lookahead_ms}
+    if slow_release_ms is not None:
+        params["slow_release_ms"] = slow_release_ms
+    return _wrap(limit_bct, x, sample_rate, params, true_peak=true_peak, stereo_link=stereo_link)

@@ -1,0 +1,58 @@
+"""Limiter: lookahead brickwall with release and an optional slow (program-dependent) release stage."""
+
+from __future__ import annotations
+
+import torch
+
+from drl.validation import check_audio, from_batch_channels_time, to_batch_channels_time
+from processors import functional as Fn
+from processors.base import Processor
+from processors.params import ParamSpec
+
+
+class Limiter(Processor):
+    """Brickwall: the gain ramps down linearly over the lookahead window ahead of each peak and recovers with
+    ``release_ms``; no latency (the lookahead is taken from the future offline). Every output sample stays
+    within 10^(ceiling_db/20); with ``true_peak=True`` the peaks between samples are limited as well.
+
+    ``slow_release_ms`` (None = off) adds a slow stage: a one-pole average of the reduction in dB whose
+    maximum with the fast reduction is applied, so sustained overs recover slowly and transients fast.
+    ``lookahead_ms`` is rounded to whole samples: it is a setting, not a gradient path (frozen at start).
+    """
+
+    specs = (
+        ParamSpec("ceiling_db", "dBFS", -24.0, 0.0, -1.0, "linear"),
+        ParamSpec("release_ms", "ms", 1.0, 1000.0, 50.0, "log"),
+        ParamSpec("lookahead_ms", "ms", 0.5, 20.0, 5.0, "log"),
+        ParamSpec("slow_release_ms", "ms", 50.0, 5000.0, 500.0, "log"),
+    )
+
+    def __init__(self, sample_rate: int, ceiling_db=-1.0, release_ms=50.0, lookahead_ms=5.0, true_peak: bool = False,
+                 slow_release_ms=None, *, stereo_link: bool = True, **unknown) -> None:
+        self.slow_stage = slow_release_ms is not None
+        values = dict(ceiling_db=ceiling_db, release_ms=release_ms, lookahead_ms=lookahead_ms)
+        if self.slow_stage:
+            values["slow_release_ms"] = slow_release_ms
+        super().__init__(sample_rate, **values, **unknown)
+        self.true_peak = bool(true_peak)
+        self.stereo_link = bool(stereo_link)
+        self.freeze("lookahead_ms")
+
+    def active_specs(self):
+        # without the slow stage its parameter does not exist (values() does not list it)
+        return self.specs if self.slow_stage else tuple(s for s in self.specs if s.name != "slow_release_ms")
+
+    def _gain(self, xb, ceiling_db, release_ms, lookahead_ms, slow_release_ms=None):
+        return Fn.limiter_gain_bct(xb, ceiling_db, release_ms, lookahead_ms, slow_release_ms,
+                                   sample_rate=self.sample_rate,
+                                   true_peak=self.true_peak, stereo_link=self.stereo_link)
+
+    def process(self, x, **params):
+        return x * self._gain(x, **params)
+
+    def gain_reduction_db(self, x: torch.Tensor) -> torch.Tensor:
+        """Gain reduction >= 0 dB: the shape of x, or 1 channel when linked."""
+        x = check_audio(x, "x", allow_half=False)
+        xb = to_batch_channels_time(x)
+        g = self._gain(xb, **self._batched_params(xb))
+        return from_batch_channels_time(-20.0 * torch.log10(g), x.ndim)

@@ -1,0 +1,278 @@
+"""The compiled recursions: forward against per-sample float64 loops, exact adjoints, CUDA kernels' logic."""
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from processors import ballistics
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def smooth_reference(r, a_att, a_rel):
+    s, prev = np.empty(len(r)), 0.0
+    for n, rn in enumerate(r):
+        a = a_att if rn > prev else a_rel
+        prev = a * prev + (1 - a) * rn
+        s[n] = prev
+    return s
+
+
+def limiter_reference(g_req, window, alpha):
+    """Straight from the definition: padded running minimum, moving average, release recursion."""
+    size = len(g_req)
+    padded = np.concatenate([np.ones(window - 1), g_req, np.ones(window - 1)])
+    minimum = np.array([padded[k : k + window].min() for k in range(size + window - 1)])  # k - (window-1)
+    g, prev = np.empty(size), 1.0
+    for n in range(size):
+        avg = minimum[n : n + window].mean()
+        prev = min(avg, prev + (1 - alpha) * (1 - prev))
+        g[n] = prev
+    return g
+
+
+def test_smooth_matches_reference_loop():
+    rng = np.random.default_rng(1)
+    r = rng.random((3, 500)) * rng.random((3, 500)) * 20
+    a_att, a_rel = np.array([0.5, 0.9, 0.99]), np.array([0.99, 0.995, 0.6])
+    out = ballistics.smooth(torch.tensor(r), torch.tensor(a_att), torch.tensor(a_rel)).numpy()
+    for i in range(3):
+        np.testing.assert_allclose(out[i], smooth_reference(r[i], a_att[i], a_rel[i]), rtol=0, atol=1e-12)
+
+
+def test_smooth_float32_accumulates_in_float64():
+    r = torch.rand(2, 20000) * 10
+    a = torch.tensor([0.999, 0.9999])
+    s32 = ballistics.one_pole(r, a)
+    s64 = ballistics.one_pole(r.double(), a.double())
+    assert s32.dtype == torch.float32
+    assert torch.allclose(s32.double(), s64, rtol=1e-6, atol=1e-6)
+
+
+def test_limiter_gain_matches_reference_and_stays_below_requirement():
+    rng = np.random.default_rng(2)
+    g_req = np.minimum(1.0, 0.7 / np.abs(rng.standard_normal((2, 400)) * 0.6 + 1e-9))
+    window, alpha = np.array([1, 13]), np.array([0.9, 0.99])
+    out = ballistics.limiter_gain(torch.tensor(g_req), torch.tensor(window), torch.tensor(alpha)).numpy()
+    for i in range(2):
+        np.testing.assert_allclose(out[i], limiter_reference(g_req[i], window[i], alpha[i]), atol=1e-12)
+    assert (out <= g_req).all()
+
+
+def test_fused_compressor_equals_static_curve_then_smooth():
+    from processors.functional import static_curve_db
+
+    det = torch.logspace(-4.5, 0.5, 900, dtype=torch.float64).reshape(3, 300)  # amplitudes: -90..+10 dB
+    thr, ratio, knee, makeup = (torch.tensor(v, dtype=torch.float64)
+                                for v in ([-20, -30, -10], [4, 1, 20], [6, 0, 24], [0, 3, -6]))
+    a_att, a_rel = torch.tensor([0.5, 0.9, 0.3], dtype=torch.float64), torch.full((3,), 0.99, dtype=torch.float64)
+    gain, s = ballistics.compressor(det, 20.0, 1e-12, thr, ratio, knee, makeup, a_att, a_rel)
+    level = 20 * torch.log10(det + 1e-12)
+    target = level - static_curve_db(level, thr[:, None], ratio[:, None], knee[:, None])
+    expected = ballistics.smooth(target, a_att, a_rel)
+    assert torch.allclose(s, expected, atol=1e-12)
+    assert torch.allclose(gain, 10 ** ((makeup[:, None] - expected) / 20), rtol=1e-12)
+
+
+def test_gradcheck_fused_compressor():
+    torch.manual_seed(3)
+    det = (torch.rand(3, 40, dtype=torch.float64) * 0.9 + 0.01).requires_grad_()
+    params = [torch.tensor(v, dtype=torch.float64, requires_grad=True)
+              for v in ([-20, -25, -10], [4, 2, 20], [10, 0, 24], [1, 0, -3], [0.5, 0.7, 0.2], [0.9, 0.95, 0.8])]
+
+    def run(det, *p):
+        gain, s = ballistics.compressor(det, 20.0, 1e-12, *p)
+        return gain, s  # both outputs: the gain (with make-up) and the reduction feed the adjoint
+
+    assert torch.autograd.gradcheck(run, (det, *params))
+
+
+def test_peak_compressor_equals_detector_then_fused_curve():
+    torch.manual_seed(4)
+    x = torch.randn(2, 3, 400, dtype=torch.float64) * 0.5
+    params = [torch.tensor(v, dtype=torch.float64) for v in ([-20, -12], [4, 20], [6, 0], [2, -1], [0.5, 0.9],
+                                                             [0.99, 0.95])]
+    y, s = ballistics.peak_compressor(x, *params)
+    gain, s_ref = ballistics.compressor(x.abs().amax(dim=1), 20.0, 1e-12, *params)
+    assert torch.allclose(s, s_ref, atol=1e-12)
+    assert torch.allclose(y, x * gain[:, None], atol=1e-12)
+
+
+def test_gradcheck_peak_compressor():
+    torch.manual_seed(5)
+    x = (torch.randn(2, 2, 20, dtype=torch.float64) * 0.5).requires_grad_()
+    params = [torch.tensor(v, dtype=torch.float64, requires_grad=True)
+              for v in ([-15, -10], [4, 2], [8, 0], [1, -3], [0.5, 0.2], [0.9, 0.8])]
+    assert torch.autograd.gradcheck(ballistics.peak_compressor, (x, *params))
+
+
+def test_gradcheck_smooth():
+    torch.manual_seed(0)
+    r = (torch.rand(3, 60, dtype=torch.float64) * 10).requires_grad_()
+    a_att = torch.tensor([0.3, 0.5, 0.8], dtype=torch.float64, requires_grad=True)
+    a_rel = torch.tensor([0.9, 0.95, 0.7], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(ballistics.smooth, (r, a_att, a_rel))
+
+
+def test_gradcheck_limiter_gain():
+    torch.manual_seed(0)
+    g_req = (torch.rand(2, 70, dtype=torch.float64) * 0.5 + 0.5).requires_grad_()
+    alpha = torch.tensor([0.9, 0.6], dtype=torch.float64, requires_grad=True)
+    window = torch.tensor([4, 9])
+    assert torch.autograd.gradcheck(lambda q, a: ballistics.limiter_gain(q, window, a), (g_req, alpha))
+
+
+def test_limiter_window_must_be_positive():
+    with pytest.raises(ValueError, match="window"):
+        ballistics.limiter_gain(torch.ones(1, 10), torch.tensor([0]), torch.tensor([0.5]))
+
+
+def test_time_coefficient_and_window():
+    a = ballistics.time_coefficient(torch.tensor(10.0, dtype=torch.float64), 48000)
+    assert float(a) == pytest.approx(np.exp(-1 / (0.010 * 48000)), rel=1e-15)
+    assert ballistics.window_samples(torch.tensor([0.001, 5.0]), 44100).tolist() == [1, 220]
+
+
+def test_cuda_kernels_logic_in_simulator():
+    """The CUDA kernels (same bodies, time-major layout) under numba's CUDA simulator, against the CPU path."""
+    script = textwrap.dedent(
+        """
+        import numpy as np
+        from processors import ballistics as b
+        k = b.cuda_kernels()
+        rng = np.random.default_rng(0)
+        S, T = 3, 24
+        r = rng.random((S, T)) * 10
+        aa, ar = np.array([0.3, 0.5, 0.8]), np.array([0.9, 0.95, 0.7])
+        s, att = np.empty((S, T)), np.empty((S, T), np.uint8)
+        b._smooth_forward_cpu(r, aa, ar, s, att)
+        sg, attg = np.empty((T, S)), np.empty((T, S), np.uint8)
+        k["smooth_forward"][1, 32](np.ascontiguousarray(r.T), aa, ar, sg, attg)
+        assert np.abs(sg.T - s).max() < 1e-12 and (attg.T == att).all()
+        gs = rng.standard_normal((S, T))
+        gr, ga = np.empty((S, T)), np.empty((S, 2))
+        b._smooth_backward_cpu(gs, r, s, att, aa, ar, gr, ga)
+        grg, gag = np.empty((T, S)), np.empty((S, 2))
+        k["smooth_backward"][1, 32](np.ascontiguousarray(gs.T), np.ascontiguousarray(r.T), sg, attg, aa, ar, grg, gag)
+        assert np.abs(grg.T - gr).max() < 1e-12 and np.abs(gag - ga).max() < 1e-12
+        det = rng.random((S, T)) * 0.9 + 0.01
+        cp = [np.array(v, float) for v in ([-20, -25, -10], [4, 2, 20], [10, 0, 24], [1, 0, -3], [0.5, 0.7, 0.2],
+                                           [0.9, 0.95, 0.8])]
+        out = [np.empty((S, T)), np.empty((S, T)), np.empty((S, T), np.uint8), np.empty((S, T), np.uint8),
+               np.empty((S, T))]
+        b._compressor_forward_cpu(det, 20.0, 1e-12, *cp, *out)
+        outg = [np.empty((T, S)), np.empty((T, S)), np.empty((T, S), np.uint8), np.empty((T, S), np.uint8),
+                np.empty((T, S))]
+        k["compressor_forward"][1, 32](np.ascontiguousarray(det.T), 20.0, 1e-12, *cp, *outg)
+        assert all(np.array_equal(o.T, c) for o, c in zip(outg, out))
+        gd, gp = np.empty((S, T)), np.empty((S, 6))
+        thr, ratio, knee, _, aa2, ar2 = cp
+        b._compressor_backward_cpu(gs, gs * 0.5, det, *out, 20.0, 1e-12, thr, ratio, knee, aa2, ar2, gd, gp)
+        gdg, gpg = np.empty((T, S)), np.empty((S, 6))
+        k["compressor_backward"][1, 32](np.ascontiguousarray(gs.T), np.ascontiguousarray(gs.T * 0.5),
+                                        np.ascontiguousarray(det.T), *outg, 20.0, 1e-12, thr, ratio, knee, aa2, ar2,
+                                        gdg, gpg)
+        assert np.abs(gdg.T - gd).max() < 1e-9 and np.abs(gpg - gp).max() < 1e-9
+        q = np.minimum(1.0, 0.5 / (rng.random((S, T)) + 1e-3))
+        w, al = np.array([1, 3, 6]), np.array([0.9, 0.5, 0.99])
+        g, am, rp = np.empty((S, T)), np.empty((S, T), np.int64), np.empty((S, T), np.uint8)
+        b._limiter_forward_cpu(q, w, al, g, am, rp)
+        gg, amg, rpg = np.empty((T, S)), np.empty((T, S), np.int64), np.empty((T, S), np.uint8)
+        k["limiter_forward"][1, 32](np.ascontiguousarray(q.T), w, al, gg, amg, rpg, np.empty((T, S), np.int64))
+        assert np.abs(gg.T - g).max() < 1e-12 and (amg.T == am).all() and (rpg.T == rp).all()
+        gq, galpha = np.zeros((S, T)), np.empty((S, 1))
+        b._limiter_backward_cpu(gs, g, am, rp, w, al, gq, galpha)
+        gqg, galg = np.zeros((T, S)), np.empty((S, 1))
+        k["limiter_backward"][1, 32](np.ascontiguousarray(gs.T), gg, amg, rpg, w, al, gqg, np.empty((T, S)), galg)
+        assert np.abs(gqg.T - gq).max() < 1e-12 and np.abs(galg - galpha).max() < 1e-12
+        print("ok")
+        """
+    )
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=120)
+    if "No module named 'numba_cuda'" in done.stderr or "cannot import name 'cuda'" in done.stderr:
+        pytest.skip("numba-cuda is not installed")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "ok"
+
+
+def test_cuda_branch_of_the_autograd_functions_in_simulator():
+    """The torch side of the CUDA path (time-major copies, launches, gradients) on CPU tensors + simulator."""
+    script = textwrap.dedent(
+        """
+        import torch
+        from processors import ballistics as b
+
+        torch.manual_seed(0)
+        r = torch.rand(3, 20, dtype=torch.float64) * 10
+        det = torch.rand(3, 20, dtype=torch.float64) * 0.9 + 0.01
+        q = torch.clamp(0.5 / (torch.rand(3, 20, dtype=torch.float64) + 1e-3), max=1.0)
+        a1 = torch.tensor([0.3, 0.5, 0.8], dtype=torch.float64)
+        a2 = torch.tensor([0.9, 0.95, 0.7], dtype=torch.float64)
+        cp = [torch.tensor(v, dtype=torch.float64) for v in ([-20, -25, -10], [4, 2, 20], [10, 0, 24], [1, 0, -3])]
+        window = torch.tensor([1, 3, 6])
+
+        def run():
+            leaves = [t.clone().requires_grad_() for t in (r, det, q, a1, a2, *cp)]
+            r_, det_, q_, a1_, a2_, *cp_ = leaves
+            x3 = det_.view(3, 2, 10) - 0.5
+            outs = [b.smooth(r_, a1_, a2_), *b.compressor(det_, 20.0, 1e-12, *cp_, a1_, a2_),
+                    *b.peak_compressor(x3, *cp_, a1_, a2_), b.limiter_gain(q_, window, a2_)]
+            sum((o * torch.linspace(-1, 2, o.numel(), dtype=o.dtype).view_as(o)).sum() for o in outs).backward()
+            return [o.detach() for o in outs] + [t.grad for t in leaves]
+
+        cpu = run()
+        b.SIMULATE_DEVICE_PATH = True
+        sim = run()
+        for x, y in zip(cpu, sim):
+            assert torch.allclose(x, y, atol=1e-10), (x, y)
+        print("ok")
+        """
+    )
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "ok"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_matches_cpu():
+    r = torch.rand(4, 3000, dtype=torch.float64) * 10
+    a_att, a_rel = torch.full((4,), 0.9, dtype=torch.float64), torch.full((4,), 0.999, dtype=torch.float64)
+    cpu = ballistics.smooth(r, a_att, a_rel)
+    gpu = ballistics.smooth(r.cuda(), a_att.cuda(), a_rel.cuda()).cpu()
+    assert torch.allclose(cpu, gpu, atol=1e-12)
+    x = torch.randn(4, 2, 3000, dtype=torch.float64)
+    params = [torch.full((4,), v, dtype=torch.float64) for v in (-12.0, 4.0, 6.0, 1.0, 0.9, 0.999)]
+    cpu = ballistics.peak_compressor(x, *params)
+    gpu = ballistics.peak_compressor(x.cuda(), *[p.cuda() for p in params])
+    assert all(torch.allclose(a, b.cpu(), atol=1e-12) for a, b in zip(cpu, gpu))
+    g_req = torch.clamp(0.5 / (torch.rand(4, 3000, dtype=torch.float64) + 1e-3), max=1.0)
+    window, alpha = torch.tensor([1, 5, 50, 200]), torch.full((4,), 0.99, dtype=torch.float64)
+    cpu = ballistics.limiter_gain(g_req, window, alpha)
+    gpu = ballistics.limiter_gain(g_req.cuda(), window.cuda(), alpha.cuda()).cpu()
+    assert torch.allclose(cpu, gpu, atol=1e-12)
+
+
+def test_threaded_and_serial_paths_agree():
+    assert ballistics.PARALLEL_MIN_SIGNALS <= 6
+    r = torch.rand(6, 3000, dtype=torch.float64) * 10
+    a_att, a_rel = torch.linspace(0.5, 0.99, 6, dtype=torch.float64), torch.full((6,), 0.999, dtype=torch.float64)
+    together = ballistics.smooth(r, a_att, a_rel)  # threaded
+    for i in range(6):
+        alone = ballistics.smooth(r[i : i + 1], a_att[i : i + 1], a_rel[i : i + 1])  # serial
+        assert torch.equal(together[i], alone[0])
+    g_req = torch.clamp(0.5 / (torch.rand(6, 3000, dtype=torch.float64) + 1e-3), max=1.0)
+    window = torch.tensor([1, 2, 5, 20, 100, 7])
+    together = ballistics.limiter_gain(g_req, window, a_att)
+    for i in range(6):
+        alone = ballistics.limiter_gain(g_req[i : i + 1], window[i : i + 1], a_att[i : i + 1])
+        assert torch.equal(together[i], alone[0])
