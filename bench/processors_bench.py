@@ -5,9 +5,12 @@
 Settings: 44.1 kHz stereo, stereo-linked peak detection on both sides; compressor hard knee (knee_db = 0),
 threshold -20 dB, ratio 4, attack 5 ms, release 100 ms (torchcomp: compexp_gain with the same times through its
 ms2coef, its expander parked out of the way); limiter ceiling -1 dB, release 50 ms (torchcomp: limiter_gain,
-attack 1 ms; ours: lookahead 5 ms). Each timed call is forward + backward of a mean-square loss to the audio
-and every parameter; the fastest of --repeats runs after one warm-up run (numba compile excluded).
-When CUDA is present, a batch of 64 x 2 x 10 s runs on the GPU as well.
+attack 1 ms; ours: lookahead 5 ms). Both sides get the same float32 audio, the same linked peak detector
+input and the same loss. Each timed call is forward + backward of a mean-square loss to the audio and every
+parameter. After one warm-up call of each (numba compile excluded), ours and torchcomp alternate for --repeats
+rounds; the table shows the fastest call of each, their ratio, and the median of the per-round ratios (the
+alternation makes load from other processes hit both sides alike). When CUDA is present, a batch of
+64 x 2 x 10 s runs on the GPU as well.
 """
 
 from __future__ import annotations
@@ -37,16 +40,25 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def timed(fn, device: str, repeats: int) -> float:
+def once(fn, device: str) -> float:
+    start = time.perf_counter()
     fn()
     sync(device)
-    runs = []
+    return time.perf_counter() - start
+
+
+def timed_pair(ours, theirs, device: str, repeats: int) -> tuple[float, float, float]:
+    """(best ours, best theirs, median of the per-round ratios theirs/ours) in seconds. The two alternate
+    round by round, so that a burst of load from other processes hits both sides alike."""
+    ours()  # warm-up: numba compilation / cache load, allocator, torchcomp's own numba kernels
+    theirs()
+    sync(device)
+    t_ours, t_theirs = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        runs.append(time.perf_counter() - start)
-    return min(runs)  # the least disturbed run: other processes only ever add time
+        t_ours.append(once(ours, device))
+        t_theirs.append(once(theirs, device))
+    ratios = sorted(b / a for a, b in zip(t_ours, t_theirs))
+    return min(t_ours), min(t_theirs), ratios[len(ratios) // 2]  # min: other processes only ever add time
 
 
 def ours_compressor(x):
@@ -124,18 +136,18 @@ def main() -> None:
     cases = [("cpu", 1, s) for s in args.seconds]
     if torch.cuda.is_available() and not args.no_cuda:
         cases.append(("cuda", 64, 10.0))
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads; forward+backward, best of "
-          f"{args.repeats}")
-    print(f"{'case':<28}{'ours (ms)':>12}{'torchcomp (ms)':>16}{'speed-up':>10}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU thread(s); forward + backward, best of "
+          f"{args.repeats} alternating rounds (numba compilation excluded)")
+    print("speed-up = torchcomp time / ours (> 1: ours faster): of the best times, and the median of the rounds")
+    print(f"{'processor':<12}{'case':<20}{'ours (ms)':>11}{'torchcomp (ms)':>16}{'speed-up':>10}{'median':>8}")
     for device, batch, seconds in cases:
         x = music_like(batch, seconds, device)
         label = f"{device} {batch}x2x{seconds:g} s"
         for name, ours, theirs in (("compressor", ours_compressor, torchcomp_compressor),
                                    ("limiter", ours_limiter, torchcomp_limiter)):
-            t_ours = timed(ours(x), device, args.repeats)
-            t_theirs = timed(theirs(x), device, args.repeats)
-            print(f"{name + ' ' + label:<28}{t_ours * 1e3:>12.1f}{t_theirs * 1e3:>16.1f}"
-                  f"{t_theirs / t_ours:>9.1f}x")
+            t_ours, t_theirs, median = timed_pair(ours(x), theirs(x), device, args.repeats)
+            print(f"{name:<12}{label:<20}{t_ours * 1e3:>11.1f}{t_theirs * 1e3:>16.1f}{t_theirs / t_ours:>9.1f}x"
+                  f"{median:>7.1f}x")
 
 
 if __name__ == "__main__":

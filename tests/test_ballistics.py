@@ -112,6 +112,55 @@ def test_gradcheck_peak_compressor():
     assert torch.autograd.gradcheck(ballistics.peak_compressor, (x, *params))
 
 
+def test_peak_compressor_across_blocks_matches_unfused_path_and_its_gradients():
+    """Several CPU blocks (the last one partial), attack slower than release on one signal (the recursion's
+    min branch), a zero sample, float32 and float64: outputs and every gradient against the unfused path."""
+    assert 1300 > 2 * ballistics.BLOCK
+    torch.manual_seed(6)
+    x = torch.randn(3, 2, 1300, dtype=torch.float64) * 0.4
+    x[:, :, 700] = 0.0
+    params = [torch.tensor(v, dtype=torch.float64) for v in ([-20, -12, -30], [4, 20, 2], [6, 0, 12], [2, -1, 0],
+                                                             [0.5, 0.9, 0.999], [0.99, 0.95, 0.9])]
+    weights = torch.linspace(-1, 2, 1300, dtype=torch.float64)
+
+    def run(fused, dtype):
+        leaves = [t.detach().to(dtype).clone().requires_grad_() for t in (x, *params)]
+        if fused:
+            y, s = ballistics.peak_compressor(*leaves)
+        else:
+            gain, s = ballistics.compressor(leaves[0].abs().amax(dim=1), 20.0, 1e-12, *leaves[1:])
+            y = leaves[0] * gain[:, None]
+        ((y * weights).sum() + (s * weights.flip(0)).sum()).backward()
+        return [y.detach(), s.detach()] + [t.grad for t in leaves]
+
+    for dtype, tol in ((torch.float64, 1e-9), (torch.float32, 1e-4)):
+        for got, want in zip(run(True, dtype), run(False, dtype)):
+            assert got.dtype == dtype
+            assert torch.allclose(got, want, rtol=tol, atol=tol * want.abs().max()), (got - want).abs().max()
+
+
+def test_gradcheck_peak_compressor_attack_slower_than_release():
+    torch.manual_seed(7)
+    x = (torch.randn(1, 2, 30, dtype=torch.float64) * 0.5).requires_grad_()
+    params = [torch.tensor(v, dtype=torch.float64, requires_grad=True)
+              for v in ([-15.0], [3.0], [4.0], [0.5], [0.95], [0.6])]
+    assert torch.autograd.gradcheck(ballistics.peak_compressor, (x, *params))
+
+
+def test_vectorised_log_and_exp2_are_accurate():
+    rng = np.random.default_rng(8)
+    v = np.concatenate([10.0 ** rng.uniform(-13, 13, 4000), [1e-12, 1.0, np.sqrt(2.0), 2.0, 0.5, 1e300]])
+    out, bits = np.empty_like(v), np.empty(v.size, dtype=np.int64)
+    ballistics._ln_block(v, out, bits, v.size)
+    np.testing.assert_allclose(out, np.log(v), rtol=1e-14, atol=3e-14)  # 3e-13 dB
+    w = np.concatenate([rng.uniform(-1022, 1023, 4000), rng.uniform(-40, 2, 4000), [0.0, 0.5, -0.5, 1023.0]])
+    out, bits = np.empty_like(w), np.empty(w.size, dtype=np.int64)
+    ballistics._exp2_block(w, out, bits, w.size)
+    np.testing.assert_allclose(out, np.exp2(w), rtol=2e-15, atol=0)
+    ballistics._exp2_block(np.array([-5000.0, 5000.0]), out, bits, 2)  # clamped, never 0, inf or NaN
+    assert out[0] == 2.0**-1022 and out[1] == 2.0**1023
+
+
 def test_gradcheck_smooth():
     torch.manual_seed(0)
     r = (torch.rand(3, 60, dtype=torch.float64) * 10).requires_grad_()
@@ -276,3 +325,10 @@ def test_threaded_and_serial_paths_agree():
     for i in range(6):
         alone = ballistics.limiter_gain(g_req[i : i + 1], window[i : i + 1], a_att[i : i + 1])
         assert torch.equal(together[i], alone[0])
+    x = torch.randn(6, 2, 1100, dtype=torch.float64)
+    params = [torch.linspace(lo, hi, 6, dtype=torch.float64) for lo, hi in ((-30, -10), (2, 8), (0, 12), (0, 3))]
+    together = ballistics.peak_compressor(x, *params, a_att, a_att.flip(0))
+    for i in range(6):
+        alone = ballistics.peak_compressor(x[i : i + 1], *[p[i : i + 1] for p in params], a_att[i : i + 1],
+                                           a_att.flip(0)[i : i + 1])
+        assert torch.equal(together[0][i], alone[0][0]) and torch.equal(together[1][i], alone[1][0])
