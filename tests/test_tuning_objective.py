@@ -1,0 +1,86 @@
+"""The training objective and the target/weights it is built from."""
+
+import math
+
+import pytest
+import torch
+
+import drl
+from tuning.objective import LossWeights, Objective, Target, join_crops, parse_band_key
+
+RATE = 44100
+
+
+def noise_crops(seed=0, batch=2, seconds=1.0):
+    gen = torch.Generator().manual_seed(seed)
+    return 0.1 * torch.randn(batch, 2, int(seconds * RATE), generator=gen)
+
+
+def test_target_validation():
+    assert Target(-14, -1).lufs == -14
+    with pytest.raises(ValueError, match="lufs"):
+        Target(5.0, -1.0)
+    with pytest.raises(ValueError, match="ceiling_dbtp"):
+        Target(-14.0, 2.0)
+    with pytest.raises(ValueError, match="finite"):
+        Target(math.nan, -1.0)
+    with pytest.raises(ValueError, match="cannot be met"):
+        Target(-2.0, -1.0)
+
+
+def test_weights_validation():
+    with pytest.raises(ValueError, match="loss.drl"):
+        LossWeights(drl=-1.0)
+    with pytest.raises(ValueError, match="band key"):
+        LossWeights(bands={"low": 1.0})
+    with pytest.raises(ValueError, match="ignore distortion"):
+        LossWeights(drl=0.0)
+    assert parse_band_key("200_2000") == (200.0, 2000.0)
+
+
+def test_join_crops_keeps_channels():
+    x = torch.arange(12.0).reshape(2, 2, 3)
+    assert torch.equal(join_crops(x), torch.tensor([[0.0, 1, 2, 6, 7, 8], [3, 4, 5, 9, 10, 11]]))
+
+
+def test_terms_on_a_gain_change():
+    x = noise_crops()
+    lufs_x = float(drl.integrated_loudness(join_crops(x), RATE))
+    target = Target(round(lufs_x) + 3.0, -1.0)
+    objective = Objective(RATE, target, LossWeights(drl=1.0, loudness=2.0, true_peak=0.0))
+    terms = objective(x, x * 10 ** (3 / 20))
+    assert float(terms["drl_db"]) < -100  # a pure gain is no distortion
+    assert float(terms["lufs"]) == pytest.approx(lufs_x + 3, abs=1e-3)
+    err = float(terms["loudness_error_lu"])
+    assert float(terms["loss"]) == pytest.approx(float(terms["drl_db"]) + 2 * err**2, rel=1e-5)
+
+
+def test_shared_level_match_counts_slow_gain_changes():
+    # crop 1 at unity, crop 2 at -6 dB: each crop alone is a pure gain, the batch is not
+    x = noise_crops()
+    y = x.clone()
+    y[1] *= 0.5
+    objective = Objective(RATE, Target(-20, -1), LossWeights(loudness=0.0, true_peak=0.0))
+    assert float(objective(x, y)["drl_db"]) > -20
+    per_crop = drl.drl_db(x, y)
+    assert float(per_crop.max()) < -100
+
+
+def test_peak_penalty_and_gradients():
+    x = noise_crops(batch=1)
+    gain = torch.tensor(1.0, requires_grad=True)
+    objective = Objective(RATE, Target(-30.0, -10.0), LossWeights(loudness=1.0, true_peak=10.0))
+    terms = objective(x, gain * torch.tanh(2 * x) * 2)
+    assert float(terms["peak_excess_db"].detach()) > 0
+    terms["loss"].backward()
+    assert gain.grad is not None and torch.isfinite(gain.grad) and float(gain.grad) > 0
+
+
+def test_band_terms():
+    x = noise_crops(batch=1)
+    y = torch.tanh(4 * x) / 4
+    objective = Objective(RATE, Target(-20, -1), LossWeights(bands={"20_200": 0.5, "200_2000": 1.0}))
+    terms = objective(x, y)
+    assert {"band_drl_db/20_200", "band_drl_db/200_2000"} <= set(terms)
+    with pytest.raises(ValueError, match="Nyquist"):
+        Objective(8000, Target(-20, -1), LossWeights(bands={"2000_20000": 1.0}))

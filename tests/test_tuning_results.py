@@ -1,0 +1,74 @@
+"""What a run leaves: files, their contents, the summary table; and the callbacks' helpers."""
+
+import json
+
+import pytest
+import soundfile as sf
+import torch
+import yaml
+
+from tuning.callbacks import loudest_excerpt, spectrum_db
+from tuning.results import nested_settings, summary_table, track_metrics, write_results
+
+RATE = 44100
+
+
+def metrics_for(x, y):
+    return {
+        "input": track_metrics(x, x, RATE),
+        "output": track_metrics(x, y, RATE),
+        "baseline_drl_db": -20.0,
+        "baseline": {"drl_db": -20.0, "release_ms": 50.0, "lookahead_ms": 5.0},
+        "target": {"name": "streaming", "lufs": -14.0, "ceiling_dbtp": -1.0},
+    }
+
+
+@pytest.fixture(scope="module")
+def signals():
+    gen = torch.Generator().manual_seed(0)
+    x = 0.1 * torch.randn(2, RATE * 4, generator=gen)
+    return x, torch.tanh(3 * x) / 3
+
+
+def test_track_metrics(signals):
+    x, y = signals
+    own = track_metrics(x, x, RATE)
+    assert own["drl_db"] == pytest.approx(-120.0)
+    out = track_metrics(x, y, RATE)
+    assert -60 < out["drl_db"] < 0
+    assert set(out["band_drl_db"]) == {"20_200", "200_2000", "2000_20000"}
+    assert out["true_peak_dbtp"] >= out["sample_peak_dbfs"] - 1e-6
+    assert out["lra"] is not None
+    json.dumps(out)  # plain values only
+
+
+def test_write_results(tmp_path, signals):
+    x, y = signals
+    values = {"gain.gain_db": 3.5, "limiter.release_ms": 40.0}
+    paths = write_results(tmp_path, "song", y, RATE, values, metrics_for(x, y), "limiter")
+    params = yaml.safe_load(paths["tuned_params"].read_text())
+    assert params == {"processor": "limiter", "stages": {"gain": {"gain_db": 3.5}, "limiter": {"release_ms": 40.0}}}
+    audio, rate = sf.read(str(paths["processed"]), dtype="float32", always_2d=True)
+    assert rate == RATE and paths["processed"].name == "song.wav"
+    assert torch.allclose(torch.from_numpy(audio.T), y, atol=1e-7)
+    saved = json.loads(paths["metrics"].read_text())
+    assert saved["baseline_drl_db"] == -20.0 and saved["output"]["integrated_lufs"] < 0
+    with pytest.raises(ValueError, match="refusing to overwrite"):
+        write_results(tmp_path, "song", y, RATE, values, metrics_for(x, y))
+
+
+def test_nested_settings_and_table(signals):
+    x, y = signals
+    assert nested_settings({"a.b": 1.0, "c": 2.0}) == {"a": {"b": 1.0}, "processor": {"c": 2.0}}
+    table = summary_table(metrics_for(x, y), {"compressor.ratio": 2.5})
+    assert "loudness (LUFS)" in table and "baseline DRL" in table and "compressor.ratio" in table
+
+
+def test_media_helpers():
+    audio = torch.zeros(2, RATE * 6)
+    audio[:, RATE * 3: RATE * 4] = 0.5
+    part = loudest_excerpt(audio, RATE, 2.0)
+    assert part.stop - part.start == 2 * RATE and part.start <= 3 * RATE < 4 * RATE <= part.stop
+    tone = torch.sin(2 * torch.pi * 1000 * torch.arange(RATE) / RATE)[None]
+    spectrum = spectrum_db(tone)
+    assert int(spectrum.argmax()) == round(1000 / (RATE / 4096))

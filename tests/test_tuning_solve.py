@@ -1,0 +1,68 @@
+"""Ending on target: the root find, the whole-track solve and the baseline."""
+
+import pytest
+
+import drl
+from processors import Chain, Gain, Limiter
+from tuning.audio import demo_track
+from tuning.baseline import run_baseline
+from tuning.objective import Target
+from tuning.solve import find_gain, solve_target
+
+
+def limited(g):
+    """A loudness curve like a limiter's: slope 1, then flattening towards -8 LUFS."""
+    return -30.0 + g if g < 12 else -18.0 + 10 * (1 - 1 / (1 + (g - 12) / 10))
+
+
+@pytest.mark.parametrize("target", [-40.0, -25.0, -17.0, -12.0, -11.0])
+def test_find_gain_hits_the_target(target):
+    gain, level, count = find_gain(limited, target, 0.0, -24.0, 36.0, tol_lu=0.005)
+    assert abs(level - target) <= 0.005 and abs(limited(gain) - target) <= 0.005
+    assert count <= 12
+
+
+def test_find_gain_reports_an_unreachable_target():
+    with pytest.raises(ValueError, match="cannot be met.*louder"):
+        find_gain(limited, -10.0, 0.0, -24.0, 36.0)
+    with pytest.raises(ValueError, match="quieter"):
+        find_gain(limited, -80.0, 0.0, -24.0, 36.0)
+
+
+@pytest.fixture(scope="module")
+def track():
+    return demo_track(duration_s=5.0, seed=2)
+
+
+def test_solve_target_ends_on_target(track):
+    target = Target(-12.0, -1.0)
+    # a sample-peak limiter lets inter-sample peaks through: the solve lowers its ceiling until they fit
+    chain = Chain({"gain": Gain(44100), "limiter": Limiter(44100, ceiling_db=-1.0, release_ms=20.0,
+                                                            lookahead_ms=1.0, true_peak=False)})
+    solution = solve_target(chain, track.audio, 44100, target, "gain.gain_db", "limiter.ceiling_db")
+    assert abs(float(drl.integrated_loudness(solution.output, 44100)) - target.lufs) <= 0.02
+    assert float(drl.true_peak(solution.output, 44100).amax()) <= target.ceiling_dbtp + 1e-3
+    assert solution.values["limiter.ceiling_db"] <= -1.0
+    assert chain.values() == solution.values
+    assert solution.renders < 25
+
+
+def test_solve_target_without_ceiling_param(track):
+    chain = Chain({"gain": Gain(44100)})
+    solution = solve_target(chain, track.audio, 44100, Target(-30.0, -1.0), "gain.gain_db", None)
+    assert solution.lufs == pytest.approx(-30.0, abs=0.02)
+
+
+def test_baseline_picks_the_least_drl(track):
+    target = Target(-14.0, -1.0)
+    result = run_baseline(track.audio, 44100, target, release_ms=[5.0, 100.0], lookahead_ms=[2.0])
+    assert len(result["grid"]) == 2
+    assert result["drl_db"] == min(p["drl_db"] for p in result["grid"])
+    assert abs(result["lufs"] - target.lufs) <= 0.02
+    assert result["true_peak_dbtp"] <= target.ceiling_dbtp + 0.02
+    assert result["release_ms"] in (5.0, 100.0)
+
+
+def test_baseline_reports_an_impossible_target(track):
+    with pytest.raises(ValueError, match="cannot be met"):
+        run_baseline(track.audio, 44100, Target(-4.5, -1.0), release_ms=[1000.0], lookahead_ms=[20.0])

@@ -1,0 +1,232 @@
+"""Tracks in: loading and validating audio files, the built-in demo track, random crops.
+
+Audio here is always a float32 tensor of shape ``(C, T)`` with its sample rate in Hz.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from drl.validation import check_audio, check_sample_rate
+
+# A track whose sample peak is below this is treated as silent (-120 dBFS).
+SILENCE_PEAK = 1e-6
+
+
+@dataclass
+class Track:
+    """A whole track: ``audio`` (C, T) float32 in [-1, 1]-ish, ``sample_rate`` in Hz, ``name`` for outputs."""
+
+    audio: torch.Tensor
+    sample_rate: int
+    name: str
+
+    @property
+    def duration_s(self) -> float:
+        return self.audio.shape[-1] / self.sample_rate
+
+
+def validate_track(audio: torch.Tensor, sample_rate: int, name: str) -> torch.Tensor:
+    """Check a (C, T) track: finite, not empty, not silent; return it as float32."""
+    audio = check_audio(audio, name)
+    if audio.ndim != 2:
+        raise ValueError(f"{name} must have shape (C, T), got {tuple(audio.shape)}")
+    check_sample_rate(sample_rate, f"sample rate of {name}")
+    peak = float(audio.abs().max())
+    if peak < SILENCE_PEAK:
+        raise ValueError(f"{name} is silent (sample peak {20 * math.log10(max(peak, 1e-30)):.1f} dBFS)")
+    return audio.float().contiguous()
+
+
+def load_track(path: str | Path) -> Track:
+    """Read an audio file (anything libsndfile reads: wav, flac, ogg, mp3...) into a :class:`Track`."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise ValueError(f"audio file not found: {path}")
+    if not path.is_file():
+        raise ValueError(f"not a file: {path}")
+    try:
+        data, sample_rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as error:  # libsndfile reports unreadable files with several exception types
+        raise ValueError(f"cannot read audio file {path}: {error}") from None
+    if data.shape[0] == 0:
+        raise ValueError(f"audio file {path} is empty (0 samples)")
+    audio = torch.from_numpy(np.ascontiguousarray(data.T))
+    audio = validate_track(audio, sample_rate, f"audio file {path.name}")
+    return Track(audio, int(sample_rate), path.stem)
+
+
+def check_crop_length(track: Track, crop_s: float) -> int:
+    """Return the crop length in samples after checking the track is at least that long."""
+    if not crop_s > 0:
+        raise ValueError(f"data.crop_s must be > 0 s, got {crop_s}")
+    crop = int(round(crop_s * track.sample_rate))
+    if track.audio.shape[-1] < crop:
+        raise ValueError(
+            f"track '{track.name}' is {track.duration_s:.2f} s long, shorter than the crop length: "
+            f"it must be at least {crop_s:g} s (data.crop_s)"
+        )
+    return crop
+
+
+class CropStarts(torch.utils.data.Dataset):
+    """Every possible crop start on a ``hop``-sample grid; a random sampler draws from it.
+
+    Items are int64 start indices only: the track itself stays on the module (and on its device), which slices
+    the crops, so a step moves a few integers, not audio.
+    """
+
+    def __init__(self, n_samples: int, crop_samples: int, hop: int = 64) -> None:
+        if crop_samples > n_samples:
+            raise ValueError(f"crop of {crop_samples} samples is longer than the track ({n_samples})")
+        self.hop = max(1, int(hop))
+        self.count = (n_samples - crop_samples) // self.hop + 1
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return torch.tensor(index * self.hop, dtype=torch.int64)
+
+
+def take_crops(audio: torch.Tensor, starts: torch.Tensor, crop_samples: int) -> torch.Tensor:
+    """Slice crops ``(B, C, crop_samples)`` out of ``audio`` (C, T) at ``starts`` (B,), on audio's device."""
+    offsets = torch.arange(crop_samples, device=audio.device)
+    index = starts.to(audio.device)[:, None] + offsets[None, :]  # (B, L)
+    return audio[:, index].transpose(0, 1)
+
+
+# --- the built-in demo track -------------------------------------------------------------------------------
+
+
+def _decay(n: int, sample_rate: int, time_ms: float) -> np.ndarray:
+    return np.exp(-np.arange(n) / (time_ms * 1e-3 * sample_rate))
+
+
+def _one_shots(sample_rate: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Kick, snare and hat samples (mono, float64)."""
+    n_kick = int(0.35 * sample_rate)
+    t = np.arange(n_kick) / sample_rate
+    # Pitch sweep 110 -> 45 Hz; phase is the integral of the frequency.
+    freq = 45.0 + 65.0 * np.exp(-t / 0.04)
+    kick = np.sin(2 * np.pi * np.cumsum(freq) / sample_rate) * _decay(n_kick, sample_rate, 90.0)
+    kick[: int(0.002 * sample_rate)] += rng.standard_normal(int(0.002 * sample_rate)) * 0.1  # beater click
+
+    n_snare = int(0.25 * sample_rate)
+    t = np.arange(n_snare) / sample_rate
+    noise = rng.standard_normal(n_snare)
+    noise = np.diff(noise, prepend=0.0) * 0.5  # tilt towards the highs
+    snare = 0.4 * noise * _decay(n_snare, sample_rate, 60.0)
+    snare += 0.5 * np.sin(2 * np.pi * 190.0 * t) * _decay(n_snare, sample_rate, 35.0)
+
+    n_hat = int(0.06 * sample_rate)
+    hat = np.diff(np.diff(rng.standard_normal(n_hat), prepend=0.0), prepend=0.0) * 0.25
+    hat *= _decay(n_hat, sample_rate, 12.0)
+    return {"kick": kick, "snare": snare, "hat": hat}
+
+
+def _place(out: np.ndarray, sample: np.ndarray, start: int, gain: float) -> None:
+    end = min(out.shape[-1], start + sample.shape[-1])
+    if start < end:
+        out[..., start:end] += gain * sample[..., : end - start]
+
+
+def demo_track(sample_rate: int = 44_100, duration_s: float = 30.0, seed: int = 0) -> Track:
+    """Synthesise a music-like stereo track: kick, snare, hats, bass and chords at 120 BPM, with dynamics.
+
+    Deterministic for a given (sample_rate, duration_s, seed). Sections alternate quiet (breakdown: chords and
+    hats only) and loud (full groove, accented), so the loudness range is a few LU and the crest factor is that
+    of an unmastered mix: peaks at -3 dBFS, integrated loudness around -22 LUFS (30 s, seed 0).
+    """
+    sample_rate = check_sample_rate(sample_rate)
+    if not duration_s > 0:
+        raise ValueError(f"demo duration_s must be > 0, got {duration_s}")
+    rng = np.random.default_rng(seed)
+    n = int(round(duration_s * sample_rate))
+    beat = 0.5  # s, 120 BPM
+    bar = 4 * beat
+    out = np.zeros((2, n))
+    shots = _one_shots(sample_rate, rng)
+
+    n_beats = int(math.ceil(duration_s / beat))
+    # Section level per bar: 2 bars quiet, 4 bars groove, 4 bars loud, repeating.
+    pattern = ["quiet"] * 2 + ["groove"] * 4 + ["loud"] * 4
+    level = {"quiet": 0.45, "groove": 0.75, "loud": 1.0}
+
+    def section(time_s: float) -> str:
+        return pattern[int(time_s // bar) % len(pattern)]
+
+    for i in range(n_beats):  # a loop over beats (events), not samples
+        time_s = i * beat
+        part = section(time_s)
+        vel = level[part] * (1.0 + 0.08 * rng.standard_normal())
+        start = int(time_s * sample_rate)
+        if part != "quiet":
+            _place(out, np.stack([shots["kick"]] * 2), start, 0.5 * vel)
+            if i % 4 == 3 and part == "loud":  # a pickup kick on the off-beat before each bar
+                _place(out, np.stack([shots["kick"]] * 2), start + int(0.75 * beat * sample_rate), 0.6 * vel)
+            if i % 2 == 1:
+                _place(out, np.stack([shots["snare"] * 0.9, shots["snare"]]), start, 0.55 * vel)
+        for k in range(2):  # eighth-note hats, panned right, off-beats softer
+            pan = np.array([0.55, 1.0])[:, None]
+            accent = 1.0 if k == 0 else 0.6
+            _place(out, pan * shots["hat"][None], start + int(k * beat / 2 * sample_rate), 0.2 * accent * vel)
+
+    t = np.arange(n) / sample_rate
+    # Chords: one per bar, i - vi - IV - V in C, three detuned partials per note, slow attack.
+    roots = [261.63, 220.00, 174.61, 196.00]
+    chord_index = (t // bar).astype(int) % 4
+    section_gain = np.array([level[section(s)] for s in np.arange(0, duration_s + bar, bar)])
+    bar_index = (t // bar).astype(int)
+    env_level = section_gain[bar_index]
+    bar_phase = (t % bar) / bar
+    chord_env = env_level * (1 - np.exp(-bar_phase * 12)) * np.exp(-bar_phase * 1.2)
+    chords = np.zeros((2, n))
+    for interval in (1.0, 1.26, 1.5):  # root, major third, fifth
+        freq = np.asarray(roots)[chord_index] * interval
+        for side, detune in enumerate((0.997, 1.003)):
+            phase = 2 * np.pi * np.cumsum(freq * detune) / sample_rate
+            chords[side] += (np.sin(phase) + 0.3 * np.sin(2 * phase) + 0.15 * np.sin(3 * phase)) / 3
+    out += 0.3 * chords * chord_env
+
+    # Bass: eighth notes on the chord root two octaves down, soft-clipped saw-ish tone, muted in quiet bars.
+    eighth = beat / 2
+    bass_freq = np.asarray(roots)[chord_index] / 4
+    bass_phase = np.cumsum(bass_freq) / sample_rate
+    saw = 2 * (bass_phase % 1.0) - 1
+    tone = np.tanh(2.5 * (np.sin(2 * np.pi * bass_phase) + 0.3 * saw))
+    note_env = np.exp(-((t % eighth) / eighth) * 2.5)
+    bass_on = np.array([section(s) != "quiet" for s in np.arange(0, duration_s + bar, bar)])[bar_index]
+    out += (0.36 * tone * note_env * env_level * bass_on)[None]
+
+    fade = np.minimum(1.0, np.minimum(t, t[-1] - t) / 0.01)  # 10 ms fades: no clicks at the ends
+    out *= fade
+    out *= 10 ** (-3.0 / 20) / np.abs(out).max()  # sample peak at -3 dBFS
+    audio = torch.from_numpy(out.astype(np.float32))
+    return Track(validate_track(audio, sample_rate, "demo track"), sample_rate, "demo")
+
+
+def crop_loaders(
+    n_samples: int, crop_samples: int, crops_per_batch: int, batches_per_epoch: int, seed: int
+) -> tuple[torch.utils.data.DataLoader, torch.utils.data.DataLoader]:
+    """(train, val) loaders: train draws ``crops_per_batch`` random crop starts per batch (seeded), an epoch
+    being ``batches_per_epoch`` batches; val yields one dummy item (validation renders the whole track).
+
+    No worker processes: the items are integers."""
+    for key, value in (("crops_per_batch", crops_per_batch), ("batches_per_epoch", batches_per_epoch)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"data.{key} must be a whole number >= 1, got {value!r}")
+    starts = CropStarts(n_samples, crop_samples)
+    generator = torch.Generator().manual_seed(int(seed))
+    sampler = torch.utils.data.RandomSampler(
+        starts, replacement=True, num_samples=crops_per_batch * batches_per_epoch, generator=generator
+    )
+    train = torch.utils.data.DataLoader(starts, batch_size=crops_per_batch, sampler=sampler, num_workers=0)
+    val = torch.utils.data.DataLoader([torch.tensor(0)], batch_size=1, num_workers=0)
+    return train, val

@@ -1,0 +1,69 @@
+"""The baseline a careful user would try first: gain + the project's limiter, gain solved for the target,
+the limiter's release and lookahead searched over a small grid. Its DRL is the bar the tuned chain must meet.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import torch
+
+import drl
+from processors import Chain, Gain, Limiter
+from tuning.objective import Target
+from tuning.solve import solve_target
+
+
+def run_baseline(
+    audio: torch.Tensor,
+    sample_rate: int,
+    target: Target,
+    release_ms: Sequence[float] = (1.0, 3.0, 10.0, 30.0, 100.0),
+    lookahead_ms: Sequence[float] = (1.0, 5.0),
+    *,
+    true_peak: bool = True,
+    tol_lu: float = 0.001,
+) -> dict:
+    """Search the grid; return the winner as plain values: ``drl_db``, ``lufs``, ``true_peak_dbtp``,
+    ``gain_db``, ``ceiling_db``, ``release_ms``, ``lookahead_ms``, and ``grid`` (every point's DRL).
+
+    Raises ValueError when no grid point reaches the target (the target cannot be met).
+    """
+    if not release_ms or not lookahead_ms:
+        raise ValueError("baseline.release_ms and baseline.lookahead_ms need at least one value each")
+    start_db = target.lufs - float(drl.integrated_loudness(audio, sample_rate))
+    grid = []
+    best = None
+    slope = None
+    failure: ValueError | None = None
+    for release, lookahead in itertools.product(release_ms, lookahead_ms):
+        chain = Chain({
+            "gain": Gain(sample_rate, gain_db=min(max(start_db, -24.0), 36.0)),
+            "limiter": Limiter(sample_rate, ceiling_db=target.ceiling_dbtp, release_ms=release,
+                               lookahead_ms=lookahead, true_peak=true_peak),
+        }).to(audio.device)
+        try:
+            solution = solve_target(chain, audio, sample_rate, target, "gain.gain_db", "limiter.ceiling_db",
+                                    tol_lu=tol_lu, slope_hint=slope)
+        except ValueError as error:  # this point cannot reach the target; another one may
+            failure = error
+            continue
+        drl_db = float(drl.drl_db(audio, solution.output).mean())
+        point = {
+            "drl_db": drl_db,
+            "lufs": solution.lufs,
+            "true_peak_dbtp": solution.true_peak_dbtp,
+            "gain_db": solution.values["gain.gain_db"],
+            "ceiling_db": solution.values["limiter.ceiling_db"],
+            "release_ms": float(release),
+            "lookahead_ms": float(lookahead),
+        }
+        grid.append({k: point[k] for k in ("release_ms", "lookahead_ms", "drl_db")})
+        start_db = point["gain_db"]  # neighbours need about the same gain and slope: fewer renders
+        slope = solution.slope or slope
+        if best is None or drl_db < best["drl_db"]:
+            best = point
+    if best is None:
+        raise failure
+    return {**best, "true_peak": bool(true_peak), "grid": grid}

@@ -1,0 +1,150 @@
+"""From a processor config to a processor: stages in order, settings derived from the track, frozen parameters.
+
+A stage value ``"auto"`` is filled in from the track's level statistics (:func:`level_statistics`) before the
+stage is built, so the run never starts where a processor does nothing (a compressor threshold above every
+peak gets no gradient):
+
+- ``gain_db``: the gain that would bring the input's integrated loudness to the target (then solved exactly);
+- ``threshold_db``: the 90th percentile of the 50 ms RMS levels of the gained input (the compressor acts on
+  the loudest tenth of the track);
+- ``release_ms`` / ``lookahead_ms`` of a limiter: the winning settings of the gain + limiter baseline.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+
+import drl
+from processors import Chain
+from tuning.objective import Target
+
+AUTO = "auto"
+
+
+@dataclass(frozen=True)
+class LevelStatistics:
+    """Level statistics of a (C, T) track: integrated loudness (LUFS), sample peak (dBFS), RMS percentiles."""
+
+    lufs: float
+    peak_dbfs: float
+    rms_p50_dbfs: float
+    rms_p90_dbfs: float
+    rms_p99_dbfs: float
+
+
+def level_statistics(audio: torch.Tensor, sample_rate: int, window_ms: float = 50.0) -> LevelStatistics:
+    """Measure ``audio`` (C, T): RMS over ``window_ms`` windows (channels averaged), gated at -70 dBFS."""
+    lufs = float(drl.integrated_loudness(audio, sample_rate))
+    peak = float(20 * torch.log10(audio.abs().amax().clamp_min(1e-12)))
+    window = max(1, int(window_ms * 1e-3 * sample_rate))
+    usable = audio.shape[-1] // window * window
+    if usable == 0:
+        power = audio.double().square().mean()[None]
+    else:
+        power = audio[:, :usable].double().square().reshape(audio.shape[0], -1, window).mean(dim=(0, 2))
+    level = 10 * torch.log10(power.clamp_min(1e-20))
+    level = level[level > -70.0]
+    if level.numel() == 0:
+        raise ValueError("the track is silent: no 50 ms window is above -70 dBFS")
+    q = torch.quantile(level, torch.tensor([0.5, 0.9, 0.99], dtype=level.dtype, device=level.device))
+    return LevelStatistics(lufs, peak, float(q[0]), float(q[1]), float(q[2]))
+
+
+class ProcessorSpec:
+    """A processor config: ``stages`` (name -> partial of a ``processors`` class, in order), ``frozen``
+    dotted parameter names, the ``level_param`` solved for loudness and the limiter's ``ceiling_param``.
+    ``idle`` holds the values that make the stages other than gain + limiter transparent (compressor ratio 1,
+    saturator mix 0): with them the processor is the gain + limiter baseline, a candidate the run keeps if
+    training finds nothing better.
+
+    ``build(track_audio, sample_rate, target, suggestions)`` returns the :class:`processors.Chain`.
+    """
+
+    def __init__(
+        self,
+        stages: Mapping[str, Callable],
+        frozen: Sequence[str] = (),
+        level_param: str = "gain.gain_db",
+        ceiling_param: str | None = None,
+        name: str = "custom",
+        idle: Mapping[str, float] | None = None,
+    ) -> None:
+        if not stages:
+            raise ValueError("processor.stages is empty: name at least one stage")
+        for key, stage in stages.items():
+            if not callable(stage):
+                raise ValueError(f"processor.stages.{key} must build a processor (a _target_ with _partial_)")
+        self.stages = dict(stages)
+        self.frozen = list(frozen or [])
+        self.level_param = level_param
+        self.ceiling_param = ceiling_param
+        self.name = name
+        self.idle = {str(k): float(v) for k, v in dict(idle or {}).items()}
+        for dotted in [*self.frozen, level_param, *([ceiling_param] if ceiling_param else []), *self.idle]:
+            stage, _, param = str(dotted).partition(".")
+            if stage not in self.stages or not param:
+                raise ValueError(
+                    f"processor parameter {dotted!r} names no stage (stages: {', '.join(self.stages)})"
+                )
+
+    def auto_names(self) -> dict[str, list[str]]:
+        """Stage name -> the parameter names set to "auto"."""
+        out = {}
+        for key, stage in self.stages.items():
+            keywords = stage.keywords if isinstance(stage, functools.partial) else {}
+            out[key] = [k for k, v in keywords.items() if v == AUTO]
+        return out
+
+    def stage_kind(self, key: str) -> str:
+        stage = self.stages[key]
+        target = stage.func if isinstance(stage, functools.partial) else stage
+        return getattr(target, "__name__", str(target)).lower()
+
+    def build(self, sample_rate: int, suggestions: Mapping[str, float], *, defaults: bool = False) -> Chain:
+        """Build every stage at ``sample_rate``, filling "auto" values from ``suggestions`` (keyed
+        ``"<stage>.<param>"`` or ``"<param>"``), then freeze the frozen parameters. With ``defaults``, an
+        "auto" value without a suggestion takes the parameter's default (to check a config early)."""
+        built = []
+        for key, stage in self.stages.items():
+            fills = {}
+            for param in self.auto_names()[key]:
+                value = suggestions.get(f"{key}.{param}", suggestions.get(param))
+                if value is None and defaults:
+                    specs = {spec.name: spec for spec in getattr(stage.func, "specs", ())}
+                    value = specs[param].default if param in specs else None
+                if value is None:
+                    raise ValueError(
+                        f"processor.stages.{key}.{param} is 'auto' but no value can be derived for it; "
+                        "give a number"
+                    )
+                fills[param] = float(value)
+            built.append((key, stage(sample_rate=sample_rate, **fills)))
+        chain = Chain(dict(built))
+        for dotted in self.frozen:
+            stage, _, param = dotted.partition(".")
+            chain[stage].freeze(param)
+        return chain
+
+
+def suggest_settings(
+    audio: torch.Tensor, sample_rate: int, target: Target, baseline: Mapping[str, float] | None = None
+) -> dict[str, float]:
+    """Starting values derived from the track (see the module docstring); ``baseline`` adds the winning
+    limiter settings of the gain + limiter baseline."""
+    stats = level_statistics(audio, sample_rate)
+    gain_db = target.lufs - stats.lufs
+    out = {
+        "gain_db": min(max(gain_db, -24.0), 36.0),
+        "threshold_db": min(max(stats.rms_p90_dbfs + gain_db, -60.0), 0.0),
+    }
+    for key in ("release_ms", "lookahead_ms"):
+        if baseline and key in baseline:
+            out[f"limiter.{key}"] = float(baseline[key])
+    if not all(math.isfinite(v) for v in out.values()):
+        raise ValueError(f"cannot derive starting settings from the track: {out}")
+    return out

@@ -1,0 +1,135 @@
+"""What a run leaves: tuned_params.yaml, processed/<input name>.wav, metrics.json, and the summary table."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+
+import soundfile as sf
+import torch
+import yaml
+
+import drl
+from drl.loudness import loudness_summary
+
+
+def _finite(value) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def track_metrics(reference: torch.Tensor, audio: torch.Tensor, sample_rate: int) -> dict:
+    """Loudness, true peak, LRA, DRL and band DRL of ``audio`` (C, T) against ``reference`` (C, T).
+
+    DRL values are means over channels in dB; for the input itself they read the metric's floor (-120 dB).
+    Measured on the CPU (once per run).
+    """
+    reference, audio = reference.detach().cpu(), audio.detach().cpu()
+    summary = loudness_summary(audio, sample_rate)
+    bands = drl.band_drl_db(reference, audio, sample_rate, drl.DEFAULT_BANDS).mean(dim=-1)
+    return {
+        "integrated_lufs": _finite(summary["integrated_lufs"]),
+        "true_peak_dbtp": _finite(summary["true_peak_dbtp"]),
+        "sample_peak_dbfs": _finite(summary["sample_peak_dbfs"]),
+        "lra": _finite(summary["lra"]),
+        "drl_db": _finite(drl.drl_db(reference, audio).mean()),
+        "band_drl_db": {drl.band_key(lo, hi): _finite(v) for (lo, hi), v in zip(drl.DEFAULT_BANDS, bands)},
+    }
+
+
+def nested_settings(values: Mapping[str, float]) -> dict:
+    """{"compressor.ratio": 2.0} -> {"compressor": {"ratio": 2.0}}."""
+    out: dict = {}
+    for name, value in values.items():
+        stage, _, param = name.rpartition(".")
+        out.setdefault(stage or "processor", {})[param] = value
+    return out
+
+
+def _fresh(path: Path) -> Path:
+    if path.exists():
+        raise ValueError(f"refusing to overwrite {path}: choose a new output folder (hydra.run.dir)")
+    return path
+
+
+def result_paths(out_dir: str | Path, name: str) -> dict[str, Path]:
+    """Where a run writes its three files."""
+    out_dir = Path(out_dir)
+    return {"tuned_params": out_dir / "tuned_params.yaml", "processed": out_dir / "processed" / f"{name}.wav",
+            "metrics": out_dir / "metrics.json"}
+
+
+def check_fresh(out_dir: str | Path, name: str) -> None:
+    """Raise ValueError (before any work) when a result file already exists: nothing is ever overwritten."""
+    for path in result_paths(out_dir, name).values():
+        _fresh(path)
+
+
+def write_results(
+    out_dir: str | Path,
+    name: str,
+    output: torch.Tensor,
+    sample_rate: int,
+    values: Mapping[str, float],
+    metrics: Mapping,
+    processor_name: str = "chain",
+) -> dict[str, Path]:
+    """Write the three result files into ``out_dir`` (never over an existing file); return their paths."""
+    paths = result_paths(out_dir, name)
+    check_fresh(out_dir, name)
+    paths["processed"].parent.mkdir(parents=True, exist_ok=True)
+    params_path, wav_path, metrics_path = paths["tuned_params"], paths["processed"], paths["metrics"]
+
+    header = (
+        f"# Tuned settings in physical units (dB, ms, ratio), for processor={processor_name}.\n"
+        "# Paste `stages` over the stages of configs/processor/<name>.yaml, or pass values on the command line:\n"
+        "#   python train.py processor.stages.compressor.threshold_db=-18.5 ...\n"
+    )
+    with params_path.open("x") as handle:
+        handle.write(header)
+        yaml.safe_dump({"processor": processor_name, "stages": nested_settings(values)}, handle, sort_keys=False)
+
+    data = output.detach().cpu().double().numpy().T  # (T, C)
+    sf.write(str(wav_path), data, sample_rate, subtype="FLOAT")
+
+    with metrics_path.open("x") as handle:
+        json.dump(metrics, handle, indent=2)
+        handle.write("\n")
+    return {"tuned_params": params_path, "processed": wav_path, "metrics": metrics_path}
+
+
+def summary_table(metrics: Mapping, values: Mapping[str, float]) -> str:
+    """A plain-text table: before/after loudness, true peak, LRA, DRL, the baseline, the tuned settings."""
+
+    def fmt(value, unit=""):
+        return "-" if value is None else f"{value:8.2f}{unit}"
+
+    rows = [("", "input", "output")]
+    for key, label in (("integrated_lufs", "loudness (LUFS)"), ("true_peak_dbtp", "true peak (dBTP)"),
+                       ("lra", "loudness range (LU)"), ("drl_db", "DRL (dB)")):
+        rows.append((label, fmt(metrics["input"][key]), fmt(metrics["output"][key])))
+    width = max(len(r[0]) for r in rows) + 2
+    lines = [f"{r[0]:<{width}}{r[1]:>10}{r[2]:>10}" for r in rows]
+    target = metrics["target"]
+    lines.append(f"{'target':<{width}}{target['lufs']:>7.1f} LUFS, true peak <= {target['ceiling_dbtp']:.1f} dBTP")
+    base = metrics.get("baseline")
+    if base:
+        lines.append(
+            f"{'baseline DRL (dB)':<{width}}{base['drl_db']:>10.2f}  gain + limiter: release "
+            f"{base['release_ms']:g} ms, lookahead {base['lookahead_ms']:g} ms"
+        )
+    selected = metrics.get("selected")
+    if selected:
+        meaning = {"tuned": f"found by training (best at step {metrics.get('best_step')})",
+                   "start": "the starting settings (training found nothing better)",
+                   "idle": "the extra stages transparent: the gain + limiter baseline was best"}.get(selected, "")
+        lines.append(f"{'selected':<{width}}{selected:>10}  {meaning}")
+    lines.append("tuned settings:")
+    for name, value in values.items():
+        shown = f"{value:.4g}" if isinstance(value, float) else str(value)
+        lines.append(f"  {name:<28}{shown:>10}")
+    return "\n".join(lines)
