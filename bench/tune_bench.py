@@ -74,12 +74,15 @@ def step_ratio(rate: int = 44100, crops: int = 4, crop_s: float = 2.0) -> None:
 
 
 def main() -> None:
+    import argparse
     import json
     import subprocess
 
-    args = sys.argv[1:]
-    demo = "--demo" in args
-    overrides = [a for a in args if a != "--demo"]
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--demo", action="store_true", help="tune the demo track at 180 s instead of real music")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides passed on to train.py (e.g. trainer=gpu)")
+    args = parser.parse_args()
+    demo, overrides = args.demo, args.overrides
     root = Path(__file__).resolve().parents[1]
     run_dir = root / "bench" / "_music" / "runs" / f"tune_bench_{time.strftime('%Y%m%d-%H%M%S')}"
     if demo:
