@@ -17,22 +17,28 @@ import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 import drl
-from tuning.audio import check_crop_length, crop_loaders
-from tuning.baseline import run_baseline
+from tuning.audio import Track, check_count, check_crop_length, crop_loaders, join_tracks, load_folder
+from tuning.batch import PerTrackModule, batch_values
+from tuning.baseline import render_baseline, run_baseline
 from tuning.build import ProcessorSpec, suggest_settings
 from tuning.callbacks import SolveTarget
 from tuning.module import TuningModule
 from tuning.objective import Objective
-from tuning.results import check_fresh, summary_table, track_metrics, write_results
+from tuning.results import (
+    check_fresh, check_fresh_summary, summary_row, summary_table, track_metrics, write_results, write_summary,
+)
 from tuning.solve import solve_target
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 #: Errors that mean bad input or a bad config: one line on stderr, exit code 2.
 BAD_INPUT = (ValueError, HydraException, OmegaConfBaseException)
+#: data.mode of `data=folder`: each file its own settings, or one setting for all (an album).
+FOLDER_MODES = ("per_track", "shared")
 
 
 def flat_config(cfg: DictConfig) -> dict:
@@ -61,9 +67,13 @@ def output_dir(cfg: DictConfig) -> Path:
 
 
 def train(cfg: DictConfig) -> dict:
-    """Run one tuning job from a composed config; return the final metrics (also in metrics.json)."""
+    """Run one tuning job from a composed config; return the final metrics (also in metrics.json; in folder
+    mode {file name: metrics})."""
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
+    warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
+    # crops are a function of the step, not of the loader's position: a mid-epoch resume is exact
+    warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
     out_dir = output_dir(cfg)
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
 
@@ -72,40 +82,56 @@ def train(cfg: DictConfig) -> dict:
     weights = instantiate(cfg.loss)
     spec: ProcessorSpec = instantiate(cfg.processor)
     optimizer = instantiate(cfg.optim)
-    track = instantiate(cfg.data.track)
-    crop = check_crop_length(track, float(cfg.data.crop_s))
-    check_fresh(out_dir, track.name)
-    train_loader, val_loader = crop_loaders(
-        track.audio.shape[-1], crop, int(cfg.data.crops_per_batch), int(cfg.data.batches_per_epoch),
-        int(cfg.data.seed),
-    )
+    mode, tracks = load_tracks(cfg)
+    crop = max(check_crop_length(track, float(cfg.data.crop_s)) for track in tracks)
+    for track in tracks:
+        check_fresh(out_dir / track.name if mode != "single" else out_dir, track.name)
+    if mode != "single":
+        check_fresh_summary(out_dir)
+    ckpt_path = checkpoint_path(cfg, out_dir)
+    train_loader, val_loader = crop_loaders(int(cfg.data.batches_per_epoch))
+    crops_per_batch = check_count("data.crops_per_batch", cfg.data.crops_per_batch)
     callbacks = [SolveTarget(tol_lu=float(cfg.solve.tol_lu))]
     callbacks += [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     loggers = [instantiate(c) for c in _logger_configs(cfg.get("logger"))]
-    trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
-    spec.build(track.sample_rate, suggest_settings(track.audio, track.sample_rate, target), defaults=True)
+    checkpointing = any(isinstance(c, ModelCheckpoint) for c in callbacks)
+    trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks,
+                                     enable_checkpointing=checkpointing)
+    for track in tracks:
+        spec.build(track.sample_rate, suggest_settings(track.audio, track.sample_rate, target), defaults=True)
+    if mode == "per_track":
+        return _train_per_track(cfg, trainer, tracks, target, weights, spec, optimizer, crop, crops_per_batch,
+                                out_dir, ckpt_path)
 
+    segments = None
+    if mode == "shared":  # album: one setting for all files, crops drawn from every file
+        track, segments = join_tracks(tracks, float(cfg.data.gap_s))
+    else:
+        track = tracks[0]
     device = trainer.strategy.root_device
     audio = track.audio.to(device)
     rate = track.sample_rate
     clock = time.perf_counter()
+    input_lufs = float(drl.integrated_loudness(audio, rate))
+    objective = Objective(rate, target, weights, input_lufs)
+    # the baseline's winner is chosen by the measure the loss optimises, as the tuned settings are
     baseline = run_baseline(
         audio, rate, target, list(cfg.baseline.release_ms), list(cfg.baseline.lookahead_ms),
-        true_peak=bool(cfg.baseline.true_peak), tol_lu=float(cfg.solve.tol_lu),
+        true_peak=bool(cfg.baseline.true_peak), tol_lu=float(cfg.solve.tol_lu), measure=objective.measure,
     )
     processor = spec.build(rate, suggest_settings(audio, rate, target, baseline)).to(device)
     # Start on the loudness target: the penalties then only have to keep it there.
     solve_target(processor, audio, rate, target, spec.level_param, None, tol_lu=float(cfg.solve.tol_lu))
 
-    input_lufs = float(drl.integrated_loudness(audio, rate))
     module = TuningModule(
-        processor, audio, rate, Objective(rate, target, weights, input_lufs), optimizer, crop,
+        processor, audio, rate, objective, optimizer, crop,
         spec.level_param, spec.ceiling_param, config=flat_config(cfg), baseline=baseline, idle_values=spec.idle,
-        tol_lu=float(cfg.solve.tol_lu), input_metrics=track_metrics(audio, audio, rate),
+        tol_lu=float(cfg.solve.tol_lu), input_metrics=track_metrics(audio, audio, rate, weights),
+        crops_per_batch=crops_per_batch, seed=int(cfg.data.seed), segments=segments,
     )
     baseline_s = time.perf_counter() - clock
     clock = time.perf_counter()
-    trainer.fit(module, train_loader, val_loader)
+    trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path)
     if module.final is None:  # the SolveTarget callback did not run (e.g. an interrupted fit)
         module.finalize(tol_lu=float(cfg.solve.tol_lu))
 
@@ -113,11 +139,113 @@ def train(cfg: DictConfig) -> dict:
     metrics["timing_s"] = {"baseline_and_start": round(baseline_s, 3),
                            "fit": round(time.perf_counter() - clock, 3),
                            "final_solve": round(module.finalize_s, 3)}
+    if mode == "shared":
+        return _write_album(trainer, out_dir, tracks, segments, module, metrics, spec.name, weights)
     if trainer.is_global_zero:
         write_results(out_dir, track.name, module.final.output, rate, module.final.values, metrics, spec.name)
         print(summary_table(metrics, module.final.values))
         print(f"output folder: {out_dir}")
     return metrics
+
+
+def load_tracks(cfg: DictConfig) -> tuple[str, list[Track]]:
+    """("single", [track]) for `data=demo|file`; (data.mode, the folder's tracks) for `data=folder`."""
+    if cfg.data.get("dir") is None:
+        return "single", [instantiate(cfg.data.track)]
+    mode = str(cfg.data.get("mode"))
+    if mode not in FOLDER_MODES:
+        raise ValueError(f"data.mode must be one of {', '.join(FOLDER_MODES)}, got {mode!r}")
+    return mode, load_folder(cfg.data.dir)
+
+
+def checkpoint_path(cfg: DictConfig, out_dir: Path) -> str | None:
+    """The checkpoint to resume from: `ckpt_path=...`, or with `resume=true` the run folder's last.ckpt."""
+    path = cfg.get("ckpt_path")
+    if cfg.get("resume"):
+        if path:
+            raise ValueError("give either ckpt_path or resume=true, not both")
+        path = out_dir / "checkpoints" / "last.ckpt"
+        if not path.is_file():
+            raise ValueError(f"resume=true but {path} does not exist: nothing to resume in this run folder "
+                             "(set hydra.run.dir to the killed run's folder)")
+    elif path and not Path(path).is_file():
+        raise ValueError(f"checkpoint not found: {path}")
+    return str(path) if path else None
+
+
+def _train_per_track(cfg, trainer, tracks, target, weights, spec, optimizer, crop, crops_per_batch, out_dir,
+                     ckpt_path) -> dict:
+    """Each file its own settings, all files in one batch (parameters of shape (B,))."""
+    device = trainer.strategy.root_device
+    rate = tracks[0].sample_rate
+    tol = float(cfg.solve.tol_lu)
+    clock = time.perf_counter()
+    objectives, baselines, solvers = [], [], []
+    for track in tracks:
+        audio = track.audio.to(device)
+        objective = Objective(rate, target, weights, float(drl.integrated_loudness(audio, rate)))
+        baseline = run_baseline(
+            audio, rate, target, list(cfg.baseline.release_ms), list(cfg.baseline.lookahead_ms),
+            true_peak=bool(cfg.baseline.true_peak), tol_lu=tol, measure=objective.measure,
+        )
+        solver = spec.build(rate, suggest_settings(audio, rate, target, baseline)).to(device)
+        solve_target(solver, audio, rate, target, spec.level_param, None, tol_lu=tol)
+        objectives.append(objective)
+        baselines.append(baseline)
+        solvers.append(solver)
+    processor = spec.build(rate, suggest_settings(tracks[0].audio, rate, target, baselines[0])).to(device)
+    processor.set_values(**batch_values(solvers))
+    module = PerTrackModule(
+        processor, solvers, [t.audio for t in tracks], rate, objectives, optimizer, crop, spec.level_param,
+        spec.ceiling_param, config=flat_config(cfg), baselines=baselines, idle_values=spec.idle, tol_lu=tol,
+        crops_per_batch=crops_per_batch, seed=int(cfg.data.seed),
+    )
+    baseline_s = time.perf_counter() - clock
+    clock = time.perf_counter()
+    trainer.fit(module, *crop_loaders(int(cfg.data.batches_per_epoch)), ckpt_path=ckpt_path)
+    if module.finals is None:
+        module.finalize(tol_lu=tol)
+    timing = {"baselines_and_start": round(baseline_s, 3), "fit": round(time.perf_counter() - clock, 3),
+              "final_solve": round(module.finalize_s, 3)}
+    results = {}
+    for track, solution, metrics in zip(tracks, module.finals, module.final_metrics):
+        results[track.name] = {**metrics, "timing_s": timing}
+    if trainer.is_global_zero:
+        rows = []
+        for track, solution in zip(tracks, module.finals):
+            write_results(out_dir / track.name, track.name, solution.output, rate, solution.values,
+                          results[track.name], spec.name)
+            rows.append(summary_row(track.name, results[track.name], solution.values))
+        print(f"summary: {write_summary(out_dir, rows)}")
+        print(f"output folder: {out_dir}")
+    return results
+
+
+def _write_album(trainer, out_dir, tracks, segments, module, album_metrics, processor_name, weights) -> dict:
+    """Album mode's outputs: per file its slice of the album render and its measures (with the baseline's
+    slice), the one setting in every tuned_params.yaml, and summary.csv."""
+    rate = tracks[0].sample_rate
+    base_render = render_baseline(module.track, rate, module.baseline)
+    results, rows = {}, []
+    for track, (offset, length) in zip(tracks, segments):
+        output = module.final.output[:, offset:offset + length]
+        reference = track.audio.to(output.device)
+        base_drl = float(drl.drl_db(reference, base_render[:, offset:offset + length]).mean())
+        result = track_metrics(reference, output, rate, weights)
+        metrics = {"input": track_metrics(reference, reference, rate, weights), "output": result,
+                   "baseline_drl_db": base_drl, "drl_gain_over_baseline_db": base_drl - result["drl_db"],
+                   "mode": "shared", "album": album_metrics}
+        results[track.name] = metrics
+        rows.append(summary_row(track.name, metrics, module.final.values))
+        if trainer.is_global_zero:
+            write_results(out_dir / track.name, track.name, output, rate, module.final.values, metrics,
+                          processor_name)
+    if trainer.is_global_zero:
+        rows.append(summary_row("album", album_metrics, module.final.values))
+        print(summary_table(album_metrics, module.final.values))
+        print(f"summary: {write_summary(out_dir, rows)}")
+        print(f"output folder: {out_dir}")
+    return results
 
 
 def _logger_configs(node) -> list:

@@ -8,7 +8,8 @@ exceed --original-budget-s judging from the shorter duration.
 
 A second table times the optional measures of issue 7 against plain broadband DRL, this project's own:
 frame-wise DRL (``frame_ms=50``, goal: within 2x of plain) and linear-response removal (``linear_taps=512``,
-goal: within 10x of plain).
+goal: within 10x of plain). The three are timed round by round (see :func:`alternating`), so load from other
+processes weighs on all three alike; use ``--threads 1`` on a shared machine.
 
     python bench/drl_bench.py                      # 10 s and 60 s, CPU (+ CUDA)
     python bench/drl_bench.py --durations 10 --repeats 3
@@ -29,9 +30,10 @@ from drl import DEFAULT_BANDS, DRL
 SR = 44100
 
 
-def timed(function, device: torch.device, repeats: int) -> float:
-    """Median wall time of ``function()`` in seconds. The first call warms up; one slower than a second counts
-    as a measurement (the original's band filters take seconds per call and gain nothing from warming up)."""
+def timed(function, device: torch.device, repeats: int, warm: bool = True) -> float:
+    """Median wall time of ``function()`` in seconds. The first call warms up (unless ``warm`` is False); one
+    slower than a second counts as a measurement (the original's band filters take seconds per call and gain
+    nothing from warming up)."""
 
     def once() -> float:
         if device.type == "cuda":
@@ -42,10 +44,22 @@ def timed(function, device: torch.device, repeats: int) -> float:
             torch.cuda.synchronize(device)
         return time.perf_counter() - start
 
-    first = once()
-    times = [first] if first > 1.0 else []
+    first = once() if warm else None
+    times = [] if first is None or first <= 1.0 else [first]
     times += [once() for _ in range(repeats - len(times))]
     return statistics.median(times)
+
+
+def alternating(functions, device: torch.device, rounds: int) -> list[float]:
+    """Median wall times of ``functions``, timed one after the other round by round (after one warm-up
+    call each), so that load from other processes weighs on all of them alike."""
+    for function in functions:
+        function()
+    samples = [[] for _ in functions]
+    for _ in range(rounds):
+        for function, times in zip(functions, samples):
+            times.append(timed(function, device, 1, warm=False))
+    return [statistics.median(times) for times in samples]
 
 
 def job(metric, reference: torch.Tensor, processed: torch.Tensor, backward: bool):
@@ -97,10 +111,9 @@ def options(args: argparse.Namespace, devices: list[str]) -> None:
         for seconds in args.durations:
             reference, processed = signals(seconds, device)
             for backward in (False, True):
-                times = [
-                    timed(job(DRL(SR, None, **option), reference, processed, backward), device, args.repeats)
-                    for option in ({}, {"frame_ms": 50.0}, {"linear_taps": 512})
-                ]
+                jobs = [job(DRL(SR, None, **option), reference, processed, backward)
+                        for option in ({}, {"frame_ms": 50.0}, {"linear_taps": 512})]
+                times = alternating(jobs, device, args.repeats)
                 print(
                     f"{name:6} {seconds:5.0f}s {'forward+backward' if backward else 'forward':>16} "
                     f"{times[0] * 1e3:11.1f} {times[1] * 1e3:12.1f} {times[1] / times[0]:5.1f}x "

@@ -11,8 +11,9 @@ weighted by the squared window,
 and the frame-wise DRL of a channel is 10 log10(sum_k ||d_k||^2 / sum_k ||g_k x||^2), floored softly like the
 plain DRL. A frame where the reference is silent counts all of ``y`` there as residual.
 
-The windowed sums come from half-frame blocks (a reshape) times the two halves of the window, so the cost is
-three products and three thin matrix products over the signal, starting from the plain nulling's residual.
+The windowed sums come from half-frame blocks (a reshape, no copy) times the two halves of the window, so the
+cost is three products and three thin matrix products over the signal, starting from the plain nulling's
+residual.
 """
 
 from __future__ import annotations
@@ -41,22 +42,24 @@ def _energy_window(length: int, dtype: torch.dtype, device: torch.device) -> tor
     return window.reshape(2, length // 2).to(dtype)
 
 
-def pad_to_frames(signal: torch.Tensor, length: int) -> torch.Tensor:
-    """Pad ``signal (..., T)`` with half a frame of zeros in front and at least as many behind, to a whole
-    number of half-frame blocks: then every sample lies in two frames."""
-    half = length // 2
-    n_samples = signal.shape[-1]
-    n_blocks = -(-n_samples // half) + 2
-    return torch.nn.functional.pad(signal, (half, n_blocks * half - n_samples - half))
+def framed_sums(product: torch.Tensor, length: int) -> torch.Tensor:
+    """Sums of ``product (..., T)`` weighted by the squared Hann window, over frames of ``length`` samples at
+    a half-frame hop, the first frame starting half a frame before the signal and the last ending at or past
+    its end (so every sample lies in two frames), shape ``(..., n_frames)``, float64.
 
-
-def framed_sums(padded_product: torch.Tensor, length: int) -> torch.Tensor:
-    """Sums of a :func:`pad_to_frames`-padded product weighted by the squared Hann window, over frames of
-    ``length`` samples at a half-frame hop, shape ``(..., n_frames)``, float64."""
+    The signal is read in place as half-frame blocks (only a partial last block is copied): each block's
+    sums under the window's first and second halves, then frame k = first half of block k-1 + second half
+    of block k, with empty blocks before the start and after the end.
+    """
     half = length // 2
-    blocks = padded_product.reshape(*padded_product.shape[:-1], -1, half)
-    window = _energy_window(length, padded_product.dtype, padded_product.device)
-    halves = blocks @ window.transpose(0, 1)  # (..., n_blocks, 2): first- and second-half weighted sums
+    n_full = product.shape[-1] // half
+    window = _energy_window(length, product.dtype, product.device).transpose(0, 1)
+    halves = [product[..., : n_full * half].reshape(*product.shape[:-1], n_full, half) @ window]
+    if product.shape[-1] > n_full * half:
+        rest = product[..., n_full * half :]
+        halves.append(torch.nn.functional.pad(rest, (0, half - rest.shape[-1]))[..., None, :] @ window)
+    halves = torch.cat(halves, dim=-2) if len(halves) > 1 else halves[0]  # (..., n_blocks, 2)
+    halves = torch.nn.functional.pad(halves, (0, 0, 1, 1))
     return (halves[..., :-1, 0] + halves[..., 1:, 1]).double()
 
 
@@ -70,7 +73,7 @@ def frame_energies(
     ``<d, d>_k - <x, d>_k^2 / <x, x>_k``, whose cancellation is relative to the residual, not to the signal, so
     identical or gain-changed signals still read at the floor in float32. ``length``: see :func:`frame_length`.
     """
-    x, d = pad_to_frames(reference, length), pad_to_frames(residual, length)
+    x, d = reference, residual
     xx = framed_sums(x.square(), length)
     xd = framed_sums(x * d, length)
     dd = framed_sums(d.square(), length)

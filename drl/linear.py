@@ -6,9 +6,9 @@ The taps are centred on zero lag, lags ``-N/2 .. N/2 - 1``, so non-causal (linea
 The fit and the residual live on the processed signal's own span: the copies are cut to it (the reference is
 zero before its start), so a filter's state at the start and its tail beyond the end count for nothing. Their
 Gram matrix is the Toeplitz matrix of the reference's autocorrelation minus the products of the few samples
-the cut removes at either end (N/2 x N matrices); correlations come from one FFT per signal; the N x N system
-is solved in float64 by Cholesky (with a ridge of 1e-10 of the reference energy, for references with empty
-bands); the projection is an FFT convolution. Everything is differentiable.
+the cut removes at either end (prefix sums of lagged products, O(N^2) work); correlations come from one FFT
+per signal; the N x N system is solved in float64 by Cholesky (with a ridge of 1e-10 of the reference energy,
+for references with empty bands); the projection is an FFT convolution. Everything is differentiable.
 """
 
 from __future__ import annotations
@@ -57,16 +57,34 @@ def _solve_spd(gram: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
     return torch.cholesky_solve(rhs[..., None], factor)[..., 0]
 
 
+def _edge_sums(signal: torch.Tensor, half: int, taps: int) -> torch.Tensor:
+    """``P[k, m] = sum_{s < m} x[s] x[s + k]`` (``x`` zero outside ``[0, T)``) for ``k`` in
+    ``-(taps - 1)..taps - 1`` (index ``k + taps - 1``) and ``m`` in ``0..half``, float64
+    ``(..., 2 taps - 1, half + 1)``. Time runs along the last axis, where cumulative sums are fast."""
+    head = signal[..., :half].double()
+    padded = torch.nn.functional.pad(signal[..., : half + taps - 1].double(), (taps - 1, half + taps - 1))
+    shifted = padded.unfold(-1, half, 1)[..., : 2 * taps - 1, :]  # [k + taps - 1, s] = x[s + k]
+    sums = torch.cumsum(shifted * head[..., None, :], dim=-1)
+    return torch.nn.functional.pad(sums, (1, 0))
+
+
 def _cut_products(reference: torch.Tensor, lags: torch.Tensor) -> torch.Tensor:
     """``sum_t c_a[t] c_b[t]`` over the samples ``t`` outside ``[0, T)`` that whole delayed copies
-    ``c_l[t] = x[t - l]`` reach (half a tap count before the start and after the end), shape ``(..., N, N)``."""
-    n_samples = reference.shape[-1]
-    half = len(lags) // 2
-    outside = torch.cat([torch.arange(-half, 0), torch.arange(n_samples, n_samples + half)]).to(lags.device)
-    index = outside[:, None] - lags[None, :]
-    inside = (index >= 0) & (index < n_samples)
-    copies = torch.where(inside, reference[..., index.clamp(0, n_samples - 1)].double(), 0.0)  # (..., N, N)
-    return copies.transpose(-1, -2) @ copies
+    ``c_l[t] = x[t - l]`` reach (half a tap count before the start and after the end), shape ``(..., N, N)``.
+
+    Before the start only copies of negative lag reach in: with ``s = t - l_a`` the sum is
+    ``sum_{s < -l_a} x[s] x[s + l_a - l_b]``, a prefix sum of lagged products; after the end, the same on the
+    time-reversed signal with ``l_a, l_b`` negated. So both come from two small tables of cumulative sums,
+    ``O(N^2)`` work instead of an ``N x N x N`` product.
+    """
+    taps = len(lags)
+    half = taps // 2
+    head = _edge_sums(reference, half, taps)
+    tail = _edge_sums(reference.flip(-1), half, taps)
+    diff = lags[:, None] - lags[None, :] + (taps - 1)  # l_a - l_b, as a column index
+    before = head[..., diff, (-lags).clamp_min(0)[:, None]]
+    after = tail[..., 2 * (taps - 1) - diff, lags.clamp_min(0)[:, None]]
+    return before + after
 
 
 def project(reference: torch.Tensor, processed: torch.Tensor, taps: int) -> Projection:

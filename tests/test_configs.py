@@ -24,7 +24,7 @@ def test_every_group_has_options():
         assert options(group), group
     assert {"chain", "limiter", "compressor", "saturator"} <= set(options("processor"))
     assert {"streaming", "apple_music", "ebu_r128", "atsc_a85"} <= set(options("target"))
-    assert {"cpu", "gpu", "ddp"} <= set(options("trainer"))
+    assert {"cpu", "gpu", "ddp", "ddp_cpu"} <= set(options("trainer"))
 
 
 def test_defaults(compose_config):
@@ -86,7 +86,13 @@ def test_data_options(compose_config, tmp_path):
     sf.write(str(path), demo.audio.numpy().T, demo.sample_rate)
     loaded = instantiate(compose_config(["data=file", f"data.path={path}"]).data.track)
     assert loaded.name == "song" and loaded.audio.shape == demo.audio.shape
-    assert set(options("data")) >= {"demo", "file"}
+    assert set(options("data")) >= {"demo", "file", "folder"}
+    cfg = compose_config(["data=folder", f"data.dir={tmp_path}"])
+    assert cfg.data.mode == "per_track"
+    from train import load_tracks
+
+    mode, tracks = load_tracks(cfg)
+    assert mode == "per_track" and [t.name for t in tracks] == ["song"]
 
 
 @pytest.mark.parametrize("name", options("optim"))
@@ -133,3 +139,7 @@ def test_callbacks_instantiate(compose_config):
 
     cfg = compose_config()
     assert isinstance(instantiate(cfg.callbacks.media), MediaLogger)
+    checkpoint = instantiate(cfg.callbacks.checkpoint)
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    assert isinstance(checkpoint, ModelCheckpoint) and checkpoint.save_last

@@ -11,7 +11,7 @@ import matplotlib.image
 import pytest
 from omegaconf import OmegaConf
 
-from tuning.report import ParetoCallback, collect, main, plot, report, write_csv
+from tuning.report import ParetoCallback, _measure_groups, collect, main, plot, report, write_csv
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 BANDS = ("20_200", "200_2000", "2000_20000")
@@ -286,3 +286,34 @@ def test_multirun_callback(tmp_path):
     # a second report into the same folder is refused, as from the command line
     with pytest.raises(ValueError, match="refusing to overwrite"):
         ParetoCallback().on_multirun_end(config=OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}}))
+
+
+def test_plots_every_measure_a_run_logs(tmp_path):
+    """metrics.json as a loss=transparent run writes it: output and baseline hold plain, band, frame-wise and
+    objective DRL; each gets its columns, and a panel of its own besides plain DRL."""
+    torch = pytest.importorskip("torch")
+    from tuning.objective import LossWeights, distortion_measures
+    from tuning.results import plain_measures, track_metrics
+
+    rate = 44100
+    weights = LossWeights(drl=0.25, bands={"200_2000": 0.25}, frame=0.5)
+    x = 0.1 * torch.randn(2, rate, generator=torch.Generator().manual_seed(1))
+    for job, drive in (("0", 2.0), ("1", 4.0)):
+        tuned, base = torch.tanh(drive * x) / drive, torch.clamp(x, -0.1, 0.1)
+        out = track_metrics(x, tuned, rate, weights)
+        metrics = job_metrics(-14.0, -14.0 + float(job), out["drl_db"], -14.0 + float(job), 0.0)
+        metrics["output"] = out
+        metrics["baseline"].update(plain_measures(distortion_measures(x, base, rate, weights)))
+        write_job(tmp_path, job, metrics)
+    rows = collect(tmp_path)
+    for who in ("tuned", "baseline"):
+        assert {f"{who}_frame_drl_db", f"{who}_objective_drl_db", f"{who}_band_drl_db/200_2000"} <= set(rows[0])
+    by_job = {r["job"]: r for r in rows}
+    assert by_job["1"]["tuned_frame_drl_db"] == pytest.approx(
+        float(distortion_measures(x, torch.tanh(4 * x) / 4, rate, weights)["frame_drl_db"]), abs=1e-5)
+    assert rows[0]["baseline_objective_drl_db"] != rows[0]["baseline_drl_db"]
+    groups = _measure_groups(rows)
+    assert {"band_drl_db", "frame_drl_db", "objective_drl_db"} <= set(groups)
+    plot(rows, tmp_path / "pareto.png")
+    check_png(tmp_path / "pareto.png")
+    assert matplotlib.image.imread(tmp_path / "pareto.png").shape[0] > 5 * 3.4 * 90  # five panels at least

@@ -6,7 +6,10 @@ import soundfile as sf
 import torch
 
 import drl
-from tuning.audio import CropStarts, Track, check_crop_length, crop_loaders, demo_track, load_track, take_crops
+from tuning.audio import (
+    Track, check_crop_length, crop_loaders, demo_track, draw_crop_starts, join_tracks, load_folder, load_track,
+    step_generator, take_crops,
+)
 
 
 @pytest.fixture(scope="module")
@@ -98,21 +101,45 @@ def test_crops_come_from_the_track():
     assert crops.shape == (2, 2, 4)
     assert torch.equal(crops[1, 0], torch.tensor([3.0, 4, 5, 6]))
     assert torch.equal(crops[1, 1], torch.tensor([13.0, 14, 15, 16]))
-    starts = CropStarts(1000, 100, hop=64)
-    assert int(starts[len(starts) - 1]) + 100 <= 1000
-    with pytest.raises(ValueError):
-        CropStarts(10, 20)
 
 
-def test_crop_loaders_are_seeded():
-    first, val = crop_loaders(44100 * 4, 44100, 3, 5, seed=7)
-    second, _ = crop_loaders(44100 * 4, 44100, 3, 5, seed=7)
-    a = torch.cat(list(first))
-    assert a.shape == (15,) and torch.equal(a, torch.cat(list(second)))
-    assert int(a.max()) + 44100 <= 44100 * 4
-    assert len(list(val)) == 1
-    with pytest.raises(ValueError, match="crops_per_batch"):
-        crop_loaders(44100 * 4, 44100, 0, 5, seed=0)
+def test_crop_starts_stay_inside_their_segment_and_depend_on_step_rank_seed():
+    segments = [(0, 1000), (1500, 300), (2000, 5000)]
+    starts = draw_crop_starts(segments, 200, 4000, step_generator(0, 0))
+    inside = [any(o <= s and s + 200 <= o + n for o, n in segments) for s in starts.tolist()]
+    assert all(inside)
+    assert set(starts.tolist()) & set(range(1500, 1601, 64))  # the short segment is drawn from too
+    same = draw_crop_starts(segments, 200, 16, step_generator(3, 5, rank=1))
+    assert torch.equal(same, draw_crop_starts(segments, 200, 16, step_generator(3, 5, rank=1)))
+    for other in (step_generator(3, 6, rank=1), step_generator(3, 5, rank=0), step_generator(4, 5, rank=1)):
+        assert not torch.equal(same, draw_crop_starts(segments, 200, 16, other))
+    with pytest.raises(ValueError, match="shorter than the crop"):
+        draw_crop_starts([(0, 100)], 200, 1, step_generator(0, 0))
+
+
+def test_crop_loaders():
+    train, val = crop_loaders(5)
+    assert len(list(train)) == 5 and len(list(val)) == 1
+    with pytest.raises(ValueError, match="batches_per_epoch"):
+        crop_loaders(0)
+
+
+def test_folder_and_album(tmp_path):
+    rng = np.random.default_rng(0)
+    for name, seconds in (("b", 1.0), ("a", 0.5)):
+        sf.write(str(tmp_path / f"{name}.wav"), 0.1 * rng.standard_normal((int(seconds * 8000), 2)), 8000)
+    (tmp_path / "notes.txt").write_text("not audio")
+    tracks = load_folder(tmp_path)
+    assert [t.name for t in tracks] == ["a", "b"]
+    album, segments = join_tracks(tracks, gap_s=0.25)
+    assert segments == [(0, 4000), (6000, 8000)] and album.audio.shape == (2, 14000)
+    assert torch.equal(album.audio[:, 6000:], tracks[1].audio) and not album.audio[:, 4000:6000].any()
+    sf.write(str(tmp_path / "c.wav"), 0.1 * rng.standard_normal((800, 2)), 16000)
+    with pytest.raises(ValueError, match="one sample rate"):
+        load_folder(tmp_path)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no audio files"):
+        load_folder(tmp_path / "empty")
 
 
 def test_track_duration(demo):

@@ -75,26 +75,6 @@ def check_crop_length(track: Track, crop_s: float) -> int:
     return crop
 
 
-class CropStarts(torch.utils.data.Dataset):
-    """Every possible crop start on a ``hop``-sample grid; a random sampler draws from it.
-
-    Items are int64 start indices only: the track itself stays on the module (and on its device), which slices
-    the crops, so a step moves a few integers, not audio.
-    """
-
-    def __init__(self, n_samples: int, crop_samples: int, hop: int = 64) -> None:
-        if crop_samples > n_samples:
-            raise ValueError(f"crop of {crop_samples} samples is longer than the track ({n_samples})")
-        self.hop = max(1, int(hop))
-        self.count = (n_samples - crop_samples) // self.hop + 1
-
-    def __len__(self) -> int:
-        return self.count
-
-    def __getitem__(self, index: int) -> torch.Tensor:
-        return torch.tensor(index * self.hop, dtype=torch.int64)
-
-
 def take_crops(audio: torch.Tensor, starts: torch.Tensor, crop_samples: int) -> torch.Tensor:
     """Slice crops ``(B, C, crop_samples)`` out of ``audio`` (C, T) at ``starts`` (B,), on audio's device."""
     offsets = torch.arange(crop_samples, device=audio.device)
@@ -212,21 +192,88 @@ def demo_track(sample_rate: int = 44_100, duration_s: float = 30.0, seed: int = 
     return Track(validate_track(audio, sample_rate, "demo track"), sample_rate, "demo")
 
 
-def crop_loaders(
-    n_samples: int, crop_samples: int, crops_per_batch: int, batches_per_epoch: int, seed: int
-) -> tuple[torch.utils.data.DataLoader, torch.utils.data.DataLoader]:
-    """(train, val) loaders: train draws ``crops_per_batch`` random crop starts per batch (seeded), an epoch
-    being ``batches_per_epoch`` batches; val yields one dummy item (validation renders the whole track).
-
-    No worker processes: the items are integers."""
-    for key, value in (("crops_per_batch", crops_per_batch), ("batches_per_epoch", batches_per_epoch)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"data.{key} must be a whole number >= 1, got {value!r}")
-    starts = CropStarts(n_samples, crop_samples)
-    generator = torch.Generator().manual_seed(int(seed))
-    sampler = torch.utils.data.RandomSampler(
-        starts, replacement=True, num_samples=crops_per_batch * batches_per_epoch, generator=generator
-    )
-    train = torch.utils.data.DataLoader(starts, batch_size=crops_per_batch, sampler=sampler, num_workers=0)
+def crop_loaders(batches_per_epoch: int) -> tuple[torch.utils.data.DataLoader, torch.utils.data.DataLoader]:
+    """(train, val) loaders: train yields ``batches_per_epoch`` placeholder batches per epoch (the module draws
+    the crops itself, from the global step, so a resumed run draws the same ones); val yields one dummy item
+    (validation renders the whole track). No worker processes."""
+    check_count("data.batches_per_epoch", batches_per_epoch)
+    train = torch.utils.data.DataLoader(list(range(batches_per_epoch)), batch_size=1, num_workers=0)
     val = torch.utils.data.DataLoader([torch.tensor(0)], batch_size=1, num_workers=0)
     return train, val
+
+
+def check_count(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+    return value
+
+
+def step_generator(seed: int, step: int, rank: int = 0) -> torch.Generator:
+    """The generator of the crops of training step ``step`` on DDP rank ``rank``: a function of the three
+    numbers only, so a run resumed from a checkpoint draws exactly the crops the uninterrupted run drew, and
+    each rank draws different ones."""
+    mixed = (int(seed) * 1_000_003 + int(rank) * 7_919 + int(step) * 104_729) % (2**63 - 1)
+    return torch.Generator().manual_seed(mixed)
+
+
+def draw_crop_starts(segments: list[tuple[int, int]], crop_samples: int, count: int,
+                     generator: torch.Generator, hop: int = 64) -> torch.Tensor:
+    """``count`` random crop starts (int64) inside the ``segments`` [(offset, length) in samples] of a track,
+    every crop within one segment, each whole-``hop`` start position equally likely."""
+    per_segment = torch.tensor([(length - crop_samples) // hop + 1 for _, length in segments], dtype=torch.int64)
+    if bool((per_segment < 1).any()):
+        raise ValueError(f"a segment is shorter than the crop ({crop_samples} samples)")
+    cumulative = per_segment.cumsum(0)
+    pick = torch.randint(0, int(cumulative[-1]), (count,), generator=generator)
+    segment = torch.searchsorted(cumulative, pick, right=True)
+    within = pick - (cumulative[segment] - per_segment[segment])
+    offsets = torch.tensor([offset for offset, _ in segments], dtype=torch.int64)
+    return offsets[segment] + within * hop
+
+
+# --- folders of tracks -------------------------------------------------------------------------------------
+
+
+def audio_files(folder: str | Path) -> list[Path]:
+    """The audio files (extensions libsndfile reads) directly inside ``folder``, sorted by name."""
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise ValueError(f"data.dir is not a folder: {folder}")
+    extensions = {f".{ext.lower()}" for ext in sf.available_formats()} | {".oga", ".aif", ".mp3"}
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in extensions)
+    if not files:
+        raise ValueError(f"no audio files in {folder} (extensions: {', '.join(sorted(extensions))})")
+    return files
+
+
+def load_folder(folder: str | Path) -> list[Track]:
+    """Every audio file in ``folder`` as a :class:`Track`; they must share sample rate and channel count."""
+    tracks = [load_track(path) for path in audio_files(folder)]
+    first = tracks[0]
+    for track in tracks[1:]:
+        if track.sample_rate != first.sample_rate:
+            raise ValueError(f"tracks in one job need one sample rate: '{track.name}' is {track.sample_rate} Hz, "
+                             f"'{first.name}' {first.sample_rate} Hz")
+        if track.audio.shape[0] != first.audio.shape[0]:
+            raise ValueError(f"tracks in one job need one channel count: '{track.name}' has "
+                             f"{track.audio.shape[0]}, '{first.name}' {first.audio.shape[0]}")
+    if len({t.name for t in tracks}) != len(tracks):
+        raise ValueError(f"two files in {folder} share a name without extension: outputs would collide")
+    return tracks
+
+
+def join_tracks(tracks: list[Track], gap_s: float = 1.0) -> tuple[Track, list[tuple[int, int]]]:
+    """The tracks end to end with ``gap_s`` of silence between them (so a limiter's release and a
+    compressor's envelope settle before the next track; silence is gated out of the loudness), as one
+    ``album`` track, and the (offset, length) of each in samples."""
+    rate = tracks[0].sample_rate
+    gap = torch.zeros(tracks[0].audio.shape[0], int(round(gap_s * rate)))
+    parts, segments, offset = [], [], 0
+    for index, track in enumerate(tracks):
+        if index:
+            parts.append(gap)
+            offset += gap.shape[-1]
+        parts.append(track.audio)
+        segments.append((offset, track.audio.shape[-1]))
+        offset += track.audio.shape[-1]
+    return Track(torch.cat(parts, dim=-1), rate, "album"), segments

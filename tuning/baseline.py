@@ -5,13 +5,14 @@ the limiter's release and lookahead searched over a small grid. Its DRL is the b
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
 import drl
 from processors import Chain, Gain, Limiter
 from tuning.objective import Target
+from tuning.results import plain_measures
 from tuning.solve import solve_target
 
 
@@ -24,9 +25,15 @@ def run_baseline(
     *,
     true_peak: bool = True,
     tol_lu: float = 0.001,
+    measure: Callable[[torch.Tensor, torch.Tensor], dict] | None = None,
 ) -> dict:
     """Search the grid; return the winner as plain values: ``drl_db``, ``lufs``, ``true_peak_dbtp``,
     ``gain_db``, ``ceiling_db``, ``release_ms``, ``lookahead_ms``, and ``grid`` (every point's DRL).
+
+    With ``measure(audio, output)`` (e.g. :meth:`tuning.objective.Objective.measure`: a dict of 0-d tensors
+    holding ``objective_drl_db``) the winner is the point with the least ``objective_drl_db`` (the measure the
+    tuning loss optimises) and it also holds every measure, as plain numbers (``band_drl_db`` as a dict);
+    without it, the least plain DRL wins.
 
     Raises ValueError when no grid point reaches the target (the target cannot be met).
     """
@@ -35,6 +42,7 @@ def run_baseline(
     start_db = target.lufs - float(drl.integrated_loudness(audio, sample_rate))
     grid = []
     best = None
+    best_score = None
     slope = None
     failure: ValueError | None = None
     for release, lookahead in itertools.product(release_ms, lookahead_ms):
@@ -49,9 +57,13 @@ def run_baseline(
         except ValueError as error:  # this point cannot reach the target; another one may
             failure = error
             continue
-        drl_db = float(drl.drl_db(audio, solution.output).mean())
+        if measure is None:
+            measures = {"drl_db": float(drl.drl_db(audio, solution.output).mean())}
+        else:
+            measures = plain_measures(measure(audio, solution.output))
+        score = measures.get("objective_drl_db", measures["drl_db"])
         point = {
-            "drl_db": drl_db,
+            **measures,
             "lufs": solution.lufs,
             "true_peak_dbtp": solution.true_peak_dbtp,
             "gain_db": solution.values["gain.gain_db"],
@@ -59,11 +71,23 @@ def run_baseline(
             "release_ms": float(release),
             "lookahead_ms": float(lookahead),
         }
-        grid.append({k: point[k] for k in ("release_ms", "lookahead_ms", "drl_db")})
+        grid.append({k: point[k] for k in ("release_ms", "lookahead_ms", "drl_db", "objective_drl_db")
+                     if k in point})
         start_db = point["gain_db"]  # neighbours need about the same gain and slope: fewer renders
         slope = solution.slope or slope
-        if best is None or drl_db < best["drl_db"]:
-            best = point
+        if best is None or score < best_score:
+            best, best_score = point, score
     if best is None:
         raise failure
     return {**best, "true_peak": bool(true_peak), "grid": grid}
+
+
+def render_baseline(audio: torch.Tensor, sample_rate: int, baseline: dict) -> torch.Tensor:
+    """``audio`` (C, T) through the baseline's winning gain + limiter settings (no gradients)."""
+    chain = Chain({
+        "gain": Gain(sample_rate, gain_db=baseline["gain_db"]),
+        "limiter": Limiter(sample_rate, ceiling_db=baseline["ceiling_db"], release_ms=baseline["release_ms"],
+                           lookahead_ms=baseline["lookahead_ms"], true_peak=bool(baseline.get("true_peak", True))),
+    }).to(audio.device)
+    with torch.no_grad():
+        return chain(audio)

@@ -11,7 +11,7 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
 import drl
-from tuning.audio import take_crops
+from tuning.audio import draw_crop_starts, step_generator, take_crops
 from tuning.objective import Objective, Target
 from tuning.results import track_metrics
 from tuning.solve import Solution, solve_target
@@ -51,11 +51,15 @@ class TuningModule(L.LightningModule):
         idle_values: Mapping[str, float] | None = None,
         tol_lu: float = 0.001,
         input_metrics: Mapping | None = None,
+        crops_per_batch: int = 4,
+        seed: int = 0,
+        segments: list[tuple[int, int]] | None = None,
     ) -> None:
         super().__init__()
         # logged by on_fit_start together with the final metrics' names (the HPARAMS tab)
         self.save_hyperparameters(
-            ignore=["processor", "track_audio", "objective", "optimizer", "baseline", "input_metrics"], logger=False
+            ignore=["processor", "track_audio", "objective", "optimizer", "baseline", "input_metrics", "segments"],
+            logger=False,
         )
         self.input_metrics = dict(input_metrics) if input_metrics else None
         self.baseline = dict(baseline or {})
@@ -67,6 +71,11 @@ class TuningModule(L.LightningModule):
         self.level_param = level_param
         self.ceiling_param = ceiling_param
         self.register_buffer("track", track_audio.float(), persistent=False)
+        self.crops_per_batch = int(crops_per_batch)
+        self.seed = int(seed)
+        # where crops may start: (offset, length) in samples of each track inside `track` (album mode)
+        self.segments = [(int(o), int(n)) for o, n in segments] if segments else [(0, track_audio.shape[-1])]
+        self.resumed = False
         self.final: Solution | None = None
         self.project_tol_lu = float(tol_lu)
         self.finalize_s = 0.0
@@ -88,8 +97,14 @@ class TuningModule(L.LightningModule):
             raise ValueError("every processor parameter is frozen: nothing to tune")
         return self.optimizer_factory(params)
 
-    def training_step(self, starts: torch.Tensor, batch_idx: int) -> torch.Tensor:
-        x = take_crops(self.track, starts, self.crop_samples)
+    def crop_starts(self) -> torch.Tensor:
+        """This step's random crop starts: a function of (seed, DDP rank, global step) only, so a resumed run
+        draws the crops of the uninterrupted one and each rank draws its own."""
+        generator = step_generator(self.seed, int(self.global_step), int(self.global_rank))
+        return draw_crop_starts(self.segments, self.crop_samples, self.crops_per_batch, generator)
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        x = take_crops(self.track, self.crop_starts(), self.crop_samples)
         y = self.processor(x)
         terms = self.objective(x, y)
         batch = x.shape[0]
@@ -100,15 +115,12 @@ class TuningModule(L.LightningModule):
         return terms["loss"]
 
     def _measure(self, solution: Solution) -> dict[str, torch.Tensor]:
-        audio, output = self.track, solution.output
         metrics = {
             "val/lufs": torch.tensor(solution.lufs, device=self.device),
             "val/true_peak_dbtp": torch.tensor(solution.true_peak_dbtp, device=self.device),
-            "val/drl_db": drl.drl_db(audio, output).mean(),
         }
-        bands = drl.band_drl_db(audio, output, self.sample_rate, drl.DEFAULT_BANDS).mean(dim=-1)
-        for (low, high), value in zip(drl.DEFAULT_BANDS, bands):
-            metrics[f"val/band_drl_db/{drl.band_key(low, high)}"] = value
+        # plain, band, frame-wise DRL and the loss's weighted mean of them (objective_drl_db)
+        metrics.update({f"val/{k}": v for k, v in self.objective.measure(self.track, solution.output).items()})
         return metrics
 
     def _keep_if_best(self, drl_db: float, label: str = "tuned") -> None:
@@ -126,15 +138,36 @@ class TuningModule(L.LightningModule):
             else:
                 logger.log_hyperparams(dict(self.hparams))
 
+    # The best candidate so far and the solver's slope live outside the parameters: a checkpoint carries them
+    # (plain values and tensors only), so a resumed run selects what the uninterrupted one would.
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["tuning"] = {
+            "best_drl_db": self.best_drl_db, "best_step": self.best_step, "best_label": self.best_label,
+            "best_state": self.best_state, "slope_hint": self.slope_hint,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint.get("tuning")
+        if state is None:
+            raise ValueError("the checkpoint holds no tuning state: it was not written by a tuning run")
+        self.best_drl_db, self.best_step = state["best_drl_db"], state["best_step"]
+        self.best_label, self.best_state = state["best_label"], state["best_state"]
+        self.slope_hint = state["slope_hint"]
+        self.resumed = True
+
     def on_train_start(self) -> None:
         """Score the candidates that exist before any step: the idle settings (the other stages transparent:
-        the processor is then the gain + limiter baseline) and the starting settings (on target already)."""
+        the processor is then the gain + limiter baseline) and the starting settings (on target already).
+        A resumed run scored them before it was stopped."""
+        if self.resumed:
+            return
         with torch.no_grad():
             if self.idle_values:
                 start = {k: v.detach().clone() for k, v in self.processor.state_dict().items()}
                 self._keep_if_best(self._score_idle(), "idle")
                 self.processor.load_state_dict(start)
-            self._keep_if_best(float(drl.drl_db(self.track, self.processor(self.track)).mean()), "start")
+            start = self.objective.measure(self.track, self.processor(self.track))["objective_drl_db"]
+            self._keep_if_best(float(start), "start")
 
     def _score_idle(self) -> float:
         """DRL on target of the idle settings. When the limiter matches the baseline's winner, they are that
@@ -148,10 +181,10 @@ class TuningModule(L.LightningModule):
         ) and set(self.processor.stages) - set(self.idle_stages()) == {self.level_param.split(".")[0], limiter}
         if same:
             self.processor.set_values(**{self.level_param: base["gain_db"], self.ceiling_param: base["ceiling_db"]})
-            return float(base["drl_db"])
+            return float(base.get("objective_drl_db", base["drl_db"]))
         solution = solve_target(self.processor, self.track, self.sample_rate, self.target, self.level_param,
                                 None, tol_lu=self.project_tol_lu)
-        return float(drl.drl_db(self.track, solution.output).mean())
+        return float(self.objective.measure(self.track, solution.output)["objective_drl_db"])
 
     def idle_stages(self) -> set[str]:
         """Stages the idle values make transparent."""
@@ -166,7 +199,7 @@ class TuningModule(L.LightningModule):
         metrics = self._measure(solution)
         metrics["val/solve_renders"] = torch.tensor(float(solution.renders), device=self.device)
         self.log_dict(metrics, batch_size=1)
-        self._keep_if_best(float(metrics["val/drl_db"]))
+        self._keep_if_best(float(metrics["val/objective_drl_db"]))
 
     def finalize(self, tol_lu: float | None = None) -> Solution:
         """Restore the best settings seen (by DRL on target), solve the level (and, if needed, the ceiling) on
@@ -178,14 +211,20 @@ class TuningModule(L.LightningModule):
             self.processor, self.track, self.sample_rate, self.target, self.level_param, self.ceiling_param,
             tol_lu=self.project_tol_lu if tol_lu is None else tol_lu, slope_hint=self.slope_hint,
         )
-        output = track_metrics(self.track, self.final.output, self.sample_rate)
+        output = track_metrics(self.track, self.final.output, self.sample_rate, self.objective.weights)
         base = dict(self.baseline)
         self.final_metrics = {
-            "input": self.input_metrics or track_metrics(self.track, self.track, self.sample_rate),
+            "input": self.input_metrics or track_metrics(self.track, self.track, self.sample_rate,
+                                                         self.objective.weights),
             "output": output,
             "baseline_drl_db": base.get("drl_db"),
             "baseline": base,
             "drl_gain_over_baseline_db": (base["drl_db"] - output["drl_db"]) if "drl_db" in base else None,
+            # the measure that selected the settings (and the baseline's winner): the loss's weighted mean of
+            # plain, band and frame-wise DRL; plain DRL itself with loss=plain
+            "baseline_objective_drl_db": base.get("objective_drl_db"),
+            "objective_gain_over_baseline_db": (base["objective_drl_db"] - output["objective_drl_db"])
+            if base.get("objective_drl_db") is not None else None,
             "target": {"name": self.target.name, "lufs": self.target.lufs,
                        "ceiling_dbtp": self.target.ceiling_dbtp},
             "on_target": bool(abs(output["integrated_lufs"] - self.target.lufs) <= 0.2

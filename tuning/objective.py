@@ -55,16 +55,22 @@ class LossWeights:
     """Weights of the objective's terms (all >= 0).
 
     ``drl``: the broadband DRL in dB; ``loudness``: (LUFS - target)^2 in LU^2; ``true_peak``:
-    max(0, dBTP - ceiling)^2 in dB^2; ``bands``: optional {"low_high": weight} adding weighted band DRLs.
+    max(0, dBTP - ceiling)^2 in dB^2; ``bands``: optional {"low_high": weight} adding weighted band DRLs;
+    ``frame``: the frame-wise DRL in dB (level matched per Hann frame of ``frame_ms``, see :mod:`drl.frames`).
+
+    The distortion terms (``drl``, ``bands``, ``frame``) also define the measure that selects the best
+    settings: :meth:`objective_drl_db`, their weighted mean.
     """
 
     drl: float = 1.0
     loudness: float = 1.0
     true_peak: float = 10.0
     bands: Mapping[str, float] = field(default_factory=dict)
+    frame: float = 0.0
+    frame_ms: float = 50.0
 
     def __post_init__(self) -> None:
-        for key in ("drl", "loudness", "true_peak"):
+        for key in ("drl", "loudness", "true_peak", "frame"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 \
                     or not math.isfinite(value):
@@ -73,8 +79,26 @@ class LossWeights:
             parse_band_key(key)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
                 raise ValueError(f"loss.bands.{key} must be a number >= 0, got {value!r}")
-        if self.drl == 0 and not any(dict(self.bands or {}).values()):
-            raise ValueError("loss.drl is 0 and no band weight is set: the objective would ignore distortion")
+        if self.drl == 0 and self.frame == 0 and not any(dict(self.bands or {}).values()):
+            raise ValueError("loss.drl and loss.frame are 0 and no band weight is set: the objective would "
+                             "ignore distortion")
+        if isinstance(self.frame_ms, bool) or not isinstance(self.frame_ms, (int, float)) \
+                or not 1.0 <= self.frame_ms <= 1000.0:
+            raise ValueError(f"loss.frame_ms must lie within 1..1000 ms, got {self.frame_ms!r}")
+
+    def band_weights(self) -> dict[str, float]:
+        """The bands with a weight > 0, {"low_high": weight}."""
+        return {str(k): float(v) for k, v in dict(self.bands or {}).items() if v > 0}
+
+    def objective_drl_db(self, measures: Mapping[str, torch.Tensor | float]):
+        """The weighted mean of the distortion measures the loss weights, in dB: ``(drl * drl_db + sum_b w_b *
+        band_drl_db/b + frame * frame_drl_db) / (drl + sum_b w_b + frame)``; with ``drl`` alone (loss=plain)
+        it is exactly ``drl_db``. ``measures`` as returned by :func:`distortion_measures`."""
+        parts = [(self.drl, "drl_db"), (self.frame, "frame_drl_db")]
+        parts += [(w, f"band_drl_db/{k}") for k, w in self.band_weights().items()]
+        parts = [(float(w), key) for w, key in parts if w > 0]
+        total = sum(w for w, _ in parts)
+        return sum(w * measures[key] for w, key in parts) / total
 
 
 def parse_band_key(key: str) -> tuple[float, float]:
@@ -87,6 +111,27 @@ def parse_band_key(key: str) -> tuple[float, float]:
     except (ValueError, IndexError):
         raise ValueError(f"a band key must read 'low_high' in Hz with low < high, e.g. '200_2000', got {key!r}")
     return low, high
+
+
+def distortion_measures(reference: torch.Tensor, output: torch.Tensor, sample_rate: int,
+                        weights: LossWeights | None = None) -> dict[str, torch.Tensor]:
+    """Every run's distortion measures of ``output`` against ``reference`` (both (C, T)), 0-d tensors (means
+    over channels, differentiable): ``drl_db``, ``band_drl_db/<key>`` for :data:`drl.DEFAULT_BANDS` and the
+    loss's bands, ``frame_drl_db`` (frames of ``weights.frame_ms``, 50 ms without weights) and
+    ``objective_drl_db`` (:meth:`LossWeights.objective_drl_db`; plain DRL without weights)."""
+    weights = weights or LossWeights()
+    bands = list(drl.DEFAULT_BANDS)
+    bands += [b for b in map(parse_band_key, weights.band_weights()) if b not in bands]
+    measures = {"drl_db": drl.drl_db(reference, output).mean()}
+    values = drl.band_drl_db(reference, output, sample_rate, bands).mean(dim=-1)
+    for (low, high), value in zip(bands, values):
+        measures[f"band_drl_db/{drl.band_key(low, high)}"] = value
+    # band keys of the loss as written in the config ("200_2000" and "200.0_2000.0" name the same band)
+    for key in weights.band_weights():
+        measures[f"band_drl_db/{key}"] = measures[f"band_drl_db/{drl.band_key(*parse_band_key(key))}"]
+    measures["frame_drl_db"] = drl.frame_drl_db(reference, output, sample_rate, weights.frame_ms).mean()
+    measures["objective_drl_db"] = weights.objective_drl_db(measures)
+    return measures
 
 
 def join_crops(audio: torch.Tensor) -> torch.Tensor:
@@ -102,8 +147,9 @@ class Objective(nn.Module):
     noisy than the crops' absolute loudness; without it, the batch's loudness is compared with the target.
 
     ``x`` the input crops, ``y`` the processed crops, both (B, C, L). Keys: ``loss``, ``drl_db``,
-    ``lufs``, ``loudness_error_lu``, ``true_peak_dbtp`` (the batch maximum), ``peak_excess_db`` and one
-    ``band_drl_db/<key>`` per weighted band.
+    ``lufs``, ``loudness_error_lu``, ``true_peak_dbtp`` (the batch maximum), ``peak_excess_db``, one
+    ``band_drl_db/<key>`` per weighted band and ``frame_drl_db`` when weighted. The frame-wise DRL runs on
+    the joined crops: the joins are the same in ``x`` and ``y``, so they add no residual of their own.
     """
 
     def __init__(self, sample_rate: int, target: Target, weights: LossWeights,
@@ -113,7 +159,7 @@ class Objective(nn.Module):
         self.target = target
         self.input_lufs = None if input_lufs is None else float(input_lufs)
         self.weights = weights
-        self.band_weights = {k: float(v) for k, v in dict(weights.bands or {}).items() if v > 0}
+        self.band_weights = weights.band_weights()
         self.bands = [parse_band_key(k) for k in self.band_weights]
         check_bands(self.bands, self.sample_rate)
 
@@ -145,5 +191,13 @@ class Objective(nn.Module):
             for (key, weight), value in zip(self.band_weights.items(), band_db):
                 loss = loss + weight * value
                 terms[f"band_drl_db/{key}"] = value
+        if w.frame > 0:
+            frame_db = drl.frame_drl_db(x_all, y_all, self.sample_rate, w.frame_ms).mean()
+            loss = loss + w.frame * frame_db
+            terms["frame_drl_db"] = frame_db
         terms["loss"] = loss
         return terms
+
+    def measure(self, reference: torch.Tensor, output: torch.Tensor) -> dict[str, torch.Tensor]:
+        """:func:`distortion_measures` of a whole-track ``output`` (C, T) with this objective's weights."""
+        return distortion_measures(reference, output, self.sample_rate, self.weights)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from collections.abc import Mapping
@@ -11,8 +12,8 @@ import soundfile as sf
 import torch
 import yaml
 
-import drl
 from drl.loudness import loudness_summary
+from tuning.objective import LossWeights, distortion_measures
 
 
 def _finite(value) -> float | None:
@@ -22,23 +23,37 @@ def _finite(value) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def track_metrics(reference: torch.Tensor, audio: torch.Tensor, sample_rate: int) -> dict:
-    """Loudness, true peak, LRA, DRL and band DRL of ``audio`` (C, T) against ``reference`` (C, T).
+def track_metrics(reference: torch.Tensor, audio: torch.Tensor, sample_rate: int,
+                  weights: LossWeights | None = None) -> dict:
+    """Loudness, true peak, LRA and the distortion measures of ``audio`` (C, T) against ``reference`` (C, T).
 
-    DRL values are means over channels in dB; for the input itself they read the metric's floor (-120 dB).
+    The measures (:func:`plain_measures` of :func:`tuning.objective.distortion_measures`): ``drl_db``,
+    ``band_drl_db``, ``frame_drl_db`` and ``objective_drl_db`` (the measure the loss of ``weights``
+    optimises), means over channels in dB; for the input itself they read the metric's floor (-120 dB).
     Measured on the CPU (once per run).
     """
     reference, audio = reference.detach().cpu(), audio.detach().cpu()
     summary = loudness_summary(audio, sample_rate)
-    bands = drl.band_drl_db(reference, audio, sample_rate, drl.DEFAULT_BANDS).mean(dim=-1)
     return {
         "integrated_lufs": _finite(summary["integrated_lufs"]),
         "true_peak_dbtp": _finite(summary["true_peak_dbtp"]),
         "sample_peak_dbfs": _finite(summary["sample_peak_dbfs"]),
         "lra": _finite(summary["lra"]),
-        "drl_db": _finite(drl.drl_db(reference, audio).mean()),
-        "band_drl_db": {drl.band_key(lo, hi): _finite(v) for (lo, hi), v in zip(drl.DEFAULT_BANDS, bands)},
+        **plain_measures(distortion_measures(reference, audio, sample_rate, weights)),
     }
+
+
+def plain_measures(measures: Mapping[str, torch.Tensor]) -> dict:
+    """{"drl_db": t, "band_drl_db/20_200": t, ...} -> {"drl_db": float, "band_drl_db": {"20_200": float}, ...}
+    (non-finite values become None)."""
+    out: dict = {}
+    for key, value in measures.items():
+        group, _, band = key.partition("/")
+        if band:
+            out.setdefault(group, {})[band] = _finite(value)
+        else:
+            out[key] = _finite(value)
+    return out
 
 
 def nested_settings(values: Mapping[str, float]) -> dict:
@@ -133,3 +148,38 @@ def summary_table(metrics: Mapping, values: Mapping[str, float]) -> str:
         shown = f"{value:.4g}" if isinstance(value, float) else str(value)
         lines.append(f"  {name:<28}{shown:>10}")
     return "\n".join(lines)
+
+
+#: Columns of summary.csv, after `name` and before the settings (one column per tuned parameter).
+SUMMARY_COLUMNS = ("input_lufs", "output_lufs", "input_true_peak_dbtp", "output_true_peak_dbtp", "drl_db",
+                   "baseline_drl_db", "drl_gain_over_baseline_db", "on_target")
+
+
+def summary_row(name: str, metrics: Mapping, values: Mapping[str, float]) -> dict:
+    """One row of summary.csv from a file's metrics and its settings."""
+    source, result = metrics["input"], metrics["output"]
+    base = metrics.get("baseline_drl_db")
+    row = {"name": name, "input_lufs": source["integrated_lufs"], "output_lufs": result["integrated_lufs"],
+           "input_true_peak_dbtp": source["true_peak_dbtp"], "output_true_peak_dbtp": result["true_peak_dbtp"],
+           "drl_db": result["drl_db"], "baseline_drl_db": base,
+           "drl_gain_over_baseline_db": None if base is None else base - result["drl_db"],
+           "on_target": metrics.get("on_target")}
+    row.update({key: value for key, value in values.items()})
+    return row
+
+
+def check_fresh_summary(out_dir: str | Path) -> None:
+    """Raise ValueError (before any work) when ``out_dir`` already holds a summary.csv."""
+    _fresh(Path(out_dir) / "summary.csv")
+
+
+def write_summary(out_dir: str | Path, rows: list[dict]) -> Path:
+    """summary.csv in ``out_dir``: a row per file (never over an existing file)."""
+    path = _fresh(Path(out_dir) / "summary.csv")
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    with path.open("x", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()})
+    return path

@@ -1,0 +1,161 @@
+"""Jobs beyond one track: a folder per track (one batch), album mode on two DDP processes, a loudness sweep
+with its Pareto report, and kill-and-resume equivalence."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+import yaml
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import open_dict
+
+import train as train_script
+from tuning.audio import demo_track
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["experiment=quick", "data.crop_s=1.0", "data.crops_per_batch=2", "data.batches_per_epoch=2",
+        "logger=csv", "~callbacks.media"]
+
+
+@pytest.fixture
+def folder(tmp_path):
+    """Three short synthetic tracks of different lengths and levels (they need different gains)."""
+    path = tmp_path / "tracks"
+    path.mkdir()
+    for index, (seconds, seed, level) in enumerate(((3.0, 1, 1.0), (4.0, 2, 0.5), (2.5, 3, 0.7))):
+        audio = demo_track(44100, seconds, seed=seed).audio * level
+        sf.write(str(path / f"song{index}.wav"), audio.T.numpy(), 44100, subtype="FLOAT")
+    return path
+
+
+def read_summary(path: Path) -> dict[str, dict]:
+    with path.open() as handle:
+        return {row["name"]: row for row in csv.DictReader(handle)}
+
+
+@pytest.mark.slow
+def test_folder_per_track_each_file_meets_its_target(compose_config, tmp_path, folder):
+    cfg = compose_config(["data=folder", f"data.dir={folder}", *TINY, "trainer.max_steps=2",
+                          "callbacks.checkpoint.every_n_train_steps=1"])
+    results = train_script.train(cfg)
+    run = tmp_path / "run"
+    rows = read_summary(run / "summary.csv")
+    assert set(rows) == set(results) == {"song0", "song1", "song2"}
+    gains = []
+    for name, metrics in results.items():
+        assert metrics["on_target"] and metrics["mode"] == "per_track"
+        assert abs(metrics["output"]["integrated_lufs"] - -14.0) < 0.01
+        assert metrics["output"]["true_peak_dbtp"] <= -1.0 + 0.05
+        # never worse than the baseline (the idle candidate is the baseline)
+        assert metrics["output"]["drl_db"] <= metrics["baseline_drl_db"] + 0.1
+        on_disk = json.loads((run / name / "metrics.json").read_text())
+        assert on_disk["output"]["integrated_lufs"] == pytest.approx(metrics["output"]["integrated_lufs"])
+        written, rate = sf.read(str(run / name / "processed" / f"{name}.wav"), always_2d=True)
+        assert rate == 44100 and written.shape[0] == sf.info(str(folder / f"{name}.wav")).frames
+        settings = yaml.safe_load((run / name / "tuned_params.yaml").read_text())["stages"]
+        gains.append(settings["gain"]["gain_db"])
+        assert float(rows[name]["output_lufs"]) == pytest.approx(-14.0, abs=0.01)
+        assert float(rows[name]["gain.gain_db"]) == pytest.approx(settings["gain"]["gain_db"], abs=1e-3)
+    assert max(gains) - min(gains) > 2.0  # per-item settings: the quieter files got more gain
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+
+
+@pytest.mark.slow
+def test_album_mode_on_two_ddp_cpu_processes(tmp_path, folder):
+    run = tmp_path / "album"
+    result = subprocess.run(
+        [sys.executable, "train.py", "data=folder", f"data.dir={folder}", "data.mode=shared", "trainer=ddp_cpu",
+         *TINY, "trainer.max_steps=2", f"hydra.run.dir={run}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (run / "train_ddp_process_1.log").exists()  # a second process ran
+    rows = read_summary(run / "summary.csv")
+    assert set(rows) == {"song0", "song1", "song2", "album"}
+    assert float(rows["album"]["output_lufs"]) == pytest.approx(-14.0, abs=0.01)
+    assert rows["album"]["on_target"] == "True"
+    settings = [yaml.safe_load((run / f"song{i}" / "tuned_params.yaml").read_text()) for i in range(3)]
+    assert settings[0] == settings[1] == settings[2]  # one setting for the album
+    # the album keeps its relative dynamics: the files' loudness differences survive (within the limiting)
+    difference_in = float(rows["song0"]["input_lufs"]) - float(rows["song1"]["input_lufs"])
+    difference_out = float(rows["song0"]["output_lufs"]) - float(rows["song1"]["output_lufs"])
+    assert difference_in > 4.0 and abs(difference_out - difference_in) < 1.5
+    assert len(list(run.glob("*/metrics.json"))) == 3  # written once, by rank 0
+
+
+@pytest.mark.slow
+def test_sweep_of_two_targets_and_its_report(tmp_path):
+    sweep = tmp_path / "sweep"
+    result = subprocess.run(
+        [sys.executable, "train.py", "-m", "target.lufs=-16,-12", "processor=limiter", *TINY,
+         "data.track.duration_s=3.0", "trainer.max_steps=2", f"hydra.sweep.dir={sweep}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = subprocess.run([sys.executable, "-m", "tuning.report", str(sweep)], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert report.returncode == 0, report.stderr
+    assert (sweep / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with (sweep / "pareto.csv").open() as handle:
+        rows = sorted(csv.DictReader(handle), key=lambda row: float(row["target_lufs"]))
+    assert [float(r["target_lufs"]) for r in rows] == [-16.0, -12.0]
+    for row in rows:
+        assert float(row["tuned_lufs"]) == pytest.approx(float(row["target_lufs"]), abs=0.01)
+        assert -120 < float(row["tuned_drl_db"]) < 0 and -120 < float(row["baseline_drl_db"]) < 0
+    # louder costs distortion
+    assert float(rows[1]["baseline_drl_db"]) > float(rows[0]["baseline_drl_db"])
+
+
+@pytest.mark.slow
+def test_kill_and_resume_ends_like_an_uninterrupted_run(compose_config, tmp_path):
+    compose_config()  # clears Hydra's global state afterwards
+    base = [*TINY, "data.track.duration_s=3.0", "data.batches_per_epoch=3",
+            "callbacks.checkpoint.every_n_train_steps=2"]
+
+    def run(name, *overrides):
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+            cfg = compose("train", overrides=[*base, *overrides], return_hydra_config=True)
+        with open_dict(cfg):
+            cfg.hydra.runtime.output_dir = str(tmp_path / name)
+            cfg.hydra.job.num = 0
+        HydraConfig.instance().set_config(cfg)
+        return train_script.train(cfg), tmp_path / name
+
+    whole, whole_dir = run("whole", "trainer.max_steps=6")
+    # "killed" after 4 steps (mid-epoch, after a validation): its last checkpoint is at step 4
+    _, killed_dir = run("killed", "trainer.max_steps=4")
+    checkpoint = killed_dir / "checkpoints" / "last.ckpt"
+    resumed, resumed_dir = run("resumed", "trainer.max_steps=6", f"ckpt_path={checkpoint}")
+    assert resumed["steps"] == whole["steps"] == 6
+    with (resumed_dir / "csv" / "metrics.csv").open() as handle:
+        trained = [int(row["step"]) for row in csv.DictReader(handle) if row.get("train/loss")]
+    assert trained and min(trained) >= 4  # it did continue from the checkpoint: steps 5 and 6 only
+    assert resumed["best_step"] == whole["best_step"] and resumed["selected"] == whole["selected"]
+    a = yaml.safe_load((whole_dir / "tuned_params.yaml").read_text())["stages"]
+    b = yaml.safe_load((resumed_dir / "tuned_params.yaml").read_text())["stages"]
+    for stage, values in a.items():
+        for key, value in values.items():
+            assert b[stage][key] == pytest.approx(value, rel=1e-6, abs=1e-6), f"{stage}.{key}"
+    assert resumed["output"]["drl_db"] == pytest.approx(whole["output"]["drl_db"], abs=1e-4)
+
+
+def test_resume_needs_a_checkpoint(compose_config, tmp_path):
+    cfg = compose_config([*TINY, "resume=true"])
+    with pytest.raises(ValueError, match="nothing to resume"):
+        train_script.train(cfg)
+    cfg = compose_config([*TINY, f"ckpt_path={tmp_path / 'none.ckpt'}"])
+    with pytest.raises(ValueError, match="checkpoint not found"):
+        train_script.train(cfg)
+
+
+def test_folder_mode_must_be_known(compose_config, folder):
+    cfg = compose_config(["data=folder", f"data.dir={folder}", "data.mode=album", *TINY])
+    with pytest.raises(ValueError, match="data.mode"):
+        train_script.train(cfg)
