@@ -25,5 +25,5 @@ def load_audio(path: str | Path, role: str = "audio") -> tuple[torch.Tensor, int
         message = " ".join(str(error).split())
         raise ValueError(f"cannot read {role} file {path}: {message}") from None
     if data.shape[0] == 0:
-        raise ValueError(f"{role} file {path} holds no samples")
+        raise ValueError(f"{role} file {path} is empty (0 samples)")
     return torch.from_numpy(np.ascontiguousarray(data.T)), int(sample_rate)

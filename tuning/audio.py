@@ -13,6 +13,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from drl.audio_io import load_audio
 from drl.validation import check_audio, check_sample_rate
 
 # A track whose sample peak is below this is treated as silent (-120 dBFS).
@@ -47,19 +48,9 @@ def validate_track(audio: torch.Tensor, sample_rate: int, name: str) -> torch.Te
 def load_track(path: str | Path) -> Track:
     """Read an audio file (anything libsndfile reads: wav, flac, ogg, mp3...) into a :class:`Track`."""
     path = Path(path).expanduser()
-    if not path.exists():
-        raise ValueError(f"audio file not found: {path}")
-    if not path.is_file():
-        raise ValueError(f"not a file: {path}")
-    try:
-        data, sample_rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except Exception as error:  # libsndfile reports unreadable files with several exception types
-        raise ValueError(f"cannot read audio file {path}: {error}") from None
-    if data.shape[0] == 0:
-        raise ValueError(f"audio file {path} is empty (0 samples)")
-    audio = torch.from_numpy(np.ascontiguousarray(data.T))
+    audio, sample_rate = load_audio(path, role="audio")
     audio = validate_track(audio, sample_rate, f"audio file {path.name}")
-    return Track(audio, int(sample_rate), path.stem)
+    return Track(audio, sample_rate, path.stem)
 
 
 def check_crop_length(track: Track, crop_s: float) -> int:
