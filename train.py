@@ -78,6 +78,10 @@ def train(cfg: DictConfig) -> dict:
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
 
     # Everything that can be wrong with the input is checked here, before any training.
+    max_steps = cfg.trainer.get("max_steps", -1)
+    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps == 0 or max_steps < -1:
+        # the starting and idle candidates are scored when training starts: a run needs at least one step
+        raise ValueError(f"trainer.max_steps must be a whole number >= 1 (or -1: max_epochs decides), got {max_steps!r}")
     target = instantiate(cfg.target)
     weights = instantiate(cfg.loss)
     spec: ProcessorSpec = instantiate(cfg.processor)

@@ -2,7 +2,7 @@
 
 # The DRL metric and loss, exact bands, delay alignment (issue 2).
 from drl.align import align, estimate_delay, fractional_delay
-from drl.bands import DEFAULT_BANDS, band_key
+from drl.bands import DEFAULT_BANDS, band_key, default_bands
 from drl.metric import DRL, band_drl_db, drl_db, frame_drl_db, level_match, null
 
 # BS.1770-4 loudness, loudness range, true peak and sample peak (issue 3).

@@ -20,7 +20,7 @@ import torch
 
 from drl.align import DEFAULT_MAX_DELAY_MS
 from drl.audio_io import load_audio
-from drl.bands import DEFAULT_BANDS
+from drl.bands import DEFAULT_BANDS, default_bands
 from drl.loudness import loudness_summary
 from drl.metric import DRL
 
@@ -65,7 +65,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--loudness",
         action="store_true",
         help="also report each file's integrated loudness (LUFS), loudness range (LU), true peak (dBTP) and "
-        "sample peak (dBFS); null where undefined (silence, or LRA of a file under 3 s)",
+        "sample peak (dBFS); null where undefined (silence, loudness of a file under 400 ms, LRA under 3 s)",
+    )
+    parser.add_argument(
+        "--channel-weights",
+        type=float,
+        nargs="+",
+        default=None,
+        metavar="W",
+        help="BS.1770 channel weights for --loudness, one per channel (default 1, 1, 1, 1.41, 1.41 for "
+        "L, R, C, Ls, Rs; needed for more than 5 channels, 0 for an LFE channel)",
     )
     parser.add_argument(
         "--frame-ms",
@@ -94,7 +103,7 @@ def _values(tensor: torch.Tensor) -> float | list[float]:
 
 def measure(args: argparse.Namespace, reference: torch.Tensor, processed: torch.Tensor, sample_rate: int) -> dict:
     """The report of the files' measurements: ``reference``/``processed`` are ``(C, T)``. JSON-friendly."""
-    bands = None if args.no_bands else (args.bands if args.bands is not None else DEFAULT_BANDS)
+    bands = None if args.no_bands else (args.bands if args.bands is not None else default_bands(sample_rate))
     metric = DRL(
         sample_rate,
         bands,
@@ -121,7 +130,7 @@ def measure(args: argparse.Namespace, reference: torch.Tensor, processed: torch.
     if args.loudness:
         report["loudness"] = {
             role: {key: (value if value is not None and abs(value) != float("inf") else None)
-                   for key, value in loudness_summary(audio, sample_rate).items()}
+                   for key, value in loudness_summary(audio, sample_rate, args.channel_weights).items()}
             for role, audio in (("reference", reference), ("processed", processed))
         }
     if args.linear_taps is not None:

@@ -20,6 +20,14 @@ from drl.validation import check_sample_rate
 DEFAULT_BANDS: list[tuple[float, float]] = [(20, 200), (200, 2000), (2000, 20000)]
 
 
+def default_bands(sample_rate: int) -> list[tuple[float, float]]:
+    """:data:`DEFAULT_BANDS` fitted to ``sample_rate``: upper edges above the Nyquist frequency are lowered to
+    it and bands that start above it are dropped, so the defaults work at every rate (16 kHz: 20-200,
+    200-2000, 2000-8000 Hz). Bands a user passes are checked as given (:func:`check_bands`)."""
+    nyquist = check_sample_rate(sample_rate) / 2
+    return [(low, min(high, nyquist)) for low, high in DEFAULT_BANDS if low < nyquist]
+
+
 def band_key(low_hz: float, high_hz: float) -> str:
     """The dict key of a band, ``f"{int(low)}_{int(high)}"`` (the original package's contract): ``"20_200"``."""
     return f"{int(low_hz)}_{int(high_hz)}"

@@ -286,7 +286,8 @@ def loudness_range(audio: torch.Tensor, sample_rate: int,
 def loudness_summary(audio: torch.Tensor, sample_rate: int, channel_weights=None) -> dict:
     """Integrated loudness, LRA, true peak and sample peak of ``(T,)`` or ``(C, T)`` audio as floats.
 
-    Keys ``integrated_lufs`` (``-inf`` when no block passes the gates), ``lra`` (``None`` under 3 s),
+    Keys ``integrated_lufs`` (``-inf`` when no block passes the gates, ``None`` under one 400 ms block),
+    ``lra`` (``None`` under 3 s),
     ``true_peak_dbtp`` and ``sample_peak_dbfs`` (the maximum over channels; ``-inf`` for silence).
     """
     audio = check_audio(audio)
@@ -298,7 +299,7 @@ def loudness_summary(audio: torch.Tensor, sample_rate: int, channel_weights=None
         if audio.shape[-1] >= meter.short_term_window:
             lra = float(meter.loudness_range(audio))
         return {
-            "integrated_lufs": float(meter(audio)),
+            "integrated_lufs": float(meter(audio)) if audio.shape[-1] >= meter.block else None,
             "lra": lra,
             "true_peak_dbtp": float(true_peak(audio, sample_rate).max()),
             "sample_peak_dbfs": float(sample_peak(audio).max()),

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from drl.align import DEFAULT_MAX_DELAY_MS, _correlation_delay, compensate_delay, max_lag_samples
-from drl.bands import DEFAULT_BANDS, band_energies, band_key, band_weights, check_bands
+from drl.bands import DEFAULT_BANDS, band_energies, band_key, band_weights, check_bands, default_bands
 from drl.frames import frame_energies, frame_length
 from drl.linear import check_linear_taps, project
 from drl.validation import (
@@ -194,7 +194,8 @@ class DRL(nn.Module):
 
     Args:
         sample_rate: in Hz.
-        frequency_bands: ``(low_hz, high_hz)`` pairs, or ``None`` for broadband only.
+        frequency_bands: ``(low_hz, high_hz)`` pairs, or ``None`` for broadband only. The default,
+            :data:`DEFAULT_BANDS`, is fitted to the rate (:func:`drl.bands.default_bands`).
         align: estimate and compensate the delay of ``processed`` (lengths may then differ).
         max_delay_ms: the delay search window, +- this many milliseconds.
         floor_db: the soft floor of every dB value (see :func:`floored_ratio`).
@@ -215,12 +216,14 @@ class DRL(nn.Module):
     ) -> None:
         super().__init__()
         self.sample_rate = check_sample_rate(sample_rate)
+        if frequency_bands is DEFAULT_BANDS:
+            frequency_bands = default_bands(self.sample_rate)
         self.frequency_bands = check_bands(frequency_bands, self.sample_rate)
         if not isinstance(align, bool):
             raise ValueError(f"align must be True or False, got {align!r}")
         self.align = align
-        self.max_delay_ms = float(max_delay_ms)
         self._max_lag = max_lag_samples(self.sample_rate, max_delay_ms)
+        self.max_delay_ms = float(max_delay_ms)
         self.floor_db = check_floor_db(floor_db)
         self.frame_ms = frame_ms
         self._frame_length = None if frame_ms is None else frame_length(self.sample_rate, frame_ms)

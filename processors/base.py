@@ -26,6 +26,13 @@ def as_value_tensor(name: str, value) -> torch.Tensor:
         raise ValueError(f"{name} must be a number or a 1-D sequence of numbers, got {value!r}") from error
 
 
+def check_flag(name: str, value) -> bool:
+    """An on/off option: ``value`` must be True or False (a string such as "false" would read as True)."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
 def _tidy(x: float) -> float:
     """Report a physical value without the last-bit round-off of the sigmoid/log round trip."""
     return float(f"{x:.12g}")

@@ -6,7 +6,7 @@ import torch
 
 from drl.validation import check_audio, from_batch_channels_time, to_batch_channels_time
 from processors import functional as Fn
-from processors.base import Processor
+from processors.base import Processor, check_flag
 from processors.params import ParamSpec
 
 
@@ -34,7 +34,7 @@ class Compressor(Processor):
                          attack_ms=attack_ms, release_ms=release_ms, makeup_db=makeup_db, rms_ms=rms_ms,
                          **unknown)
         self.detector = detector
-        self.stereo_link = bool(stereo_link)
+        self.stereo_link = check_flag("stereo_link", stereo_link)
         if detector == "peak":
             self.freeze("rms_ms")
 

@@ -25,15 +25,39 @@ def db_to_amplitude(db: torch.Tensor) -> torch.Tensor:
     return torch.pow(10.0, db / 20.0)
 
 
+#: Where the effects' formulas are defined (wider than the modules' tuning ranges, which the modules check):
+#: name -> (low, high, low_included). ``knee_db`` <= 0 is the hard knee (the curve's continuous extension at
+#: 0) and ``mix`` outside 0..1 extrapolates the wet/dry blend; both are finite, so neither is refused here.
+DOMAINS = {
+    "ratio": (1.0, float("inf"), True),
+    "attack_ms": (0.0, float("inf"), False),
+    "release_ms": (0.0, float("inf"), False),
+    "slow_release_ms": (0.0, float("inf"), False),
+    "lookahead_ms": (0.0, float("inf"), False),
+    "rms_ms": (0.0, float("inf"), False),
+}
+
+
+def _check_domain(name: str, v: torch.Tensor) -> None:
+    if name not in DOMAINS:
+        return
+    low, high, low_included = DOMAINS[name]
+    inside = (v >= low if low_included else v > low) & (v <= high)
+    if not bool(inside.all()):
+        bound = "[" if low_included else "("
+        raise ValueError(f"{name} must lie in {bound}{low:g}, {high:g}], got {v.tolist()}")
+
+
 def _item(value, x: torch.Tensor, name: str) -> torch.Tensor:
-    """A parameter -> (B,) tensor in x's dtype/device, x of shape (B, C, T)."""
+    """A parameter -> (B,) tensor in x's dtype/device, x of shape (B, C, T), checked against its domain."""
     v = torch.as_tensor(value, dtype=x.dtype, device=x.device)
     if v.ndim == 0:
-        return v.expand(x.shape[0])
+        v = v.reshape(1)
     if v.ndim != 1 or v.shape[0] not in (1, x.shape[0]):
         raise ValueError(f"{name} must be a number or a (B,) tensor with B = {x.shape[0]}, got {tuple(v.shape)}")
     if not bool(torch.isfinite(v).all()):
         raise ValueError(f"{name} must be finite, got {v.tolist()}")
+    _check_domain(name, v)
     return v.expand(x.shape[0])
 
 

@@ -6,7 +6,7 @@ import torch
 
 from drl.validation import check_audio, from_batch_channels_time, to_batch_channels_time
 from processors import functional as Fn
-from processors.base import Processor
+from processors.base import Processor, check_flag
 from processors.params import ParamSpec
 
 
@@ -34,8 +34,8 @@ class Limiter(Processor):
         if self.slow_stage:
             values["slow_release_ms"] = slow_release_ms
         super().__init__(sample_rate, **values, **unknown)
-        self.true_peak = bool(true_peak)
-        self.stereo_link = bool(stereo_link)
+        self.true_peak = check_flag("true_peak", true_peak)
+        self.stereo_link = check_flag("stereo_link", stereo_link)
         self.freeze("lookahead_ms")
 
     def active_specs(self):

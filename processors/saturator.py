@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from processors import functional as Fn
-from processors.base import Processor
+from processors.base import Processor, check_flag
 from processors.params import ParamSpec
 
 
@@ -27,7 +27,7 @@ class Saturator(Processor):
         Fn._check_choice("oversample", oversample, Fn.OVERSAMPLE_FACTORS)
         super().__init__(sample_rate, drive_db=drive_db, bias=bias, mix=mix, output_db=output_db, **unknown)
         self.oversample = int(oversample)
-        self.unity_gain = bool(unity_gain)
+        self.unity_gain = check_flag("unity_gain", unity_gain)
 
     def process(self, x, drive_db, bias, mix, output_db):
         return Fn.saturate_bct(x, drive_db, bias, mix, output_db, oversample=self.oversample,

@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy import signal as sps
 
-from drl import DEFAULT_BANDS, DRL, band_drl_db, band_key
+from drl import DEFAULT_BANDS, DRL, band_drl_db, band_key, default_bands
 from drl.bands import band_energies, band_weights, check_bands
 
 SR = 44100
@@ -139,3 +139,23 @@ def test_no_bands():
     assert check_bands(None, SR) == []
     with pytest.raises(ValueError, match="at least one"):
         band_drl_db(torch.randn(100), torch.randn(100), SR, [])
+
+
+@pytest.mark.parametrize(
+    "sample_rate, expected",
+    [
+        (44100, DEFAULT_BANDS),
+        (16000, [(20, 200), (200, 2000), (2000, 8000.0)]),
+        (8000, [(20, 200), (200, 2000), (2000, 4000.0)]),
+    ],
+)
+def test_default_bands_fit_every_sample_rate(sample_rate, expected):
+    assert default_bands(sample_rate) == [(float(lo), float(hi)) for lo, hi in expected]
+    x = torch.randn(2, sample_rate)
+    result = DRL(sample_rate)(x, torch.tanh(3 * x))
+    assert list(result["band_drl_db"]) == [band_key(lo, hi) for lo, hi in expected]
+    assert all(torch.isfinite(v) for v in result["band_drl_db"].values())
+    # bands passed explicitly are still checked as given
+    if sample_rate < 40000:
+        with pytest.raises(ValueError, match="Nyquist"):
+            DRL(sample_rate, list(DEFAULT_BANDS))

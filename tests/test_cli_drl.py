@@ -31,6 +31,8 @@ def files(tmp_path_factory):
         "mono": folder / "mono.wav",
         "rate": folder / "rate.wav",
         "junk": folder / "junk.wav",
+        "low_rate_reference": folder / "low_rate_reference.wav",
+        "low_rate_processed": folder / "low_rate_processed.wav",
     }
     sf.write(paths["reference"], x, SR, subtype="FLOAT")
     sf.write(paths["processed"], y, SR, subtype="PCM_24")
@@ -38,6 +40,8 @@ def files(tmp_path_factory):
     sf.write(paths["mono"], x[:, 0], SR, subtype="FLOAT")
     sf.write(paths["rate"], x, 48000, subtype="FLOAT")
     paths["junk"].write_bytes(b"not audio at all")
+    sf.write(paths["low_rate_reference"], x, 16000, subtype="FLOAT")
+    sf.write(paths["low_rate_processed"], y, 16000, subtype="FLOAT")
     gains = (x * y).sum(0) / (x * x).sum(0)
     expected = 10 * np.log10(((y - gains * x) ** 2).sum(0) / ((gains * x) ** 2).sum(0))
     return paths, expected
@@ -112,3 +116,13 @@ def test_more_errors_in_process(files, args, message, capsys):
         code = exit_.code
     captured = capsys.readouterr()
     check_one_line_error(code, captured.out, captured.err, message)
+
+
+def test_default_bands_fit_a_16_khz_file(files, capsys):
+    from drl.__main__ import main
+
+    paths, expected = files
+    assert main([str(paths["low_rate_reference"]), str(paths["low_rate_processed"]), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert list(report["band_drl_db"]) == ["20_200", "200_2000", "2000_8000"]
+    assert report["total_drl_db"] == pytest.approx(float(expected.mean()), abs=1e-3)

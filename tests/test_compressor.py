@@ -171,3 +171,32 @@ def test_bad_settings_raise():
         Compressor(SR)(torch.tensor([0.1, float("nan")]))
     assert not Compressor(SR).raw["rms_ms"].requires_grad  # unused with the peak detector
     assert Compressor(SR, detector="rms").raw["rms_ms"].requires_grad
+
+
+@pytest.mark.parametrize(
+    "call, name",
+    [
+        (lambda F, x: F.compress(x, 44100, -20.0, ratio=0.5), "ratio"),
+        (lambda F, x: F.compress(x, 44100, -20.0, 4.0, attack_ms=-1.0), "attack_ms"),
+        (lambda F, x: F.compress(x, 44100, -20.0, 4.0, release_ms=float("nan")), "release_ms"),
+        (lambda F, x: F.limit(x, 44100, -1.0, release_ms=-5.0), "release_ms"),
+        (lambda F, x: F.limit(x, 44100, -1.0, lookahead_ms=0.0), "lookahead_ms"),
+        (lambda F, x: F.compress(x, 44100, -20.0, torch.tensor([4.0, 0.0])), "ratio"),
+    ],
+)
+def test_functional_forms_refuse_parameters_outside_their_domain(call, name):
+    import processors.functional as F
+
+    x = 0.5 * torch.randn(2, 2, 4410, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match=name):
+        call(F, x)
+
+
+@pytest.mark.parametrize("option", [{"stereo_link": "false"}, {"stereo_link": 0}])
+def test_on_off_options_must_be_booleans(option):
+    from processors import Compressor, Limiter
+
+    with pytest.raises(ValueError, match="stereo_link"):
+        Compressor(44100, **option)
+    with pytest.raises(ValueError, match="true_peak"):
+        Limiter(44100, true_peak="no")

@@ -54,7 +54,25 @@ def test_text_output_and_absent_without_the_flag(files):
     assert "loudness" not in json.loads(without.stdout)
 
 
-def test_too_short_for_loudness_exits_2(files):
-    result = run(files["short"], files["short"], "--loudness", "--no-bands")
-    assert result.returncode == 2
-    assert "400 ms" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+def test_too_short_for_loudness_reads_null(files):
+    result = run(files["short"], files["short"], "--loudness", "--no-bands", "--json")
+    assert result.returncode == 0, result.stderr
+    short = json.loads(result.stdout)["loudness"]["reference"]
+    assert short["integrated_lufs"] is None and short["lra"] is None
+    assert short["sample_peak_dbfs"] == pytest.approx(-23.0, abs=1e-3)
+
+
+def test_more_than_five_channels_need_channel_weights(tmp_path):
+    t = np.arange(SR) / SR
+    sine = 10 ** (-23 / 20) * np.sin(2 * np.pi * 1000 * t)
+    six = tmp_path / "six.wav"
+    sf.write(six, np.stack([sine] * 6, axis=1).astype(np.float32), SR, subtype="FLOAT")
+    refused = run(six, six, "--loudness", "--no-bands")
+    assert refused.returncode == 2 and "channel_weights" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    weighted = run(six, six, "--loudness", "--no-bands", "--json", "--channel-weights", "1", "1", "1", "0", "1.41", "1.41")
+    assert weighted.returncode == 0, weighted.stderr
+    # five weighted channels of a -23 dBFS 1 kHz sine (LFE at 0): -0.691 + 10 log10(sum G A^2 / 2) + K(1 kHz)
+    expected = -0.691 + 10 * np.log10((3 + 2 * 1.41) * 10 ** (-23 / 10) / 2) + 0.6977
+    lufs = json.loads(weighted.stdout)["loudness"]["reference"]["integrated_lufs"]
+    assert lufs == pytest.approx(expected, abs=0.01)

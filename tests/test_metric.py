@@ -201,7 +201,7 @@ def test_half_precision_is_computed_in_float32():
 
 def test_module_settings_are_checked():
     with pytest.raises(ValueError, match="Nyquist"):
-        DRL(sample_rate=32000)
+        DRL(sample_rate=32000, frequency_bands=[(2000, 20000)])
     with pytest.raises(ValueError, match="sample_rate"):
         DRL(sample_rate=1000)
     with pytest.raises(ValueError, match="floor_db"):

@@ -127,3 +127,28 @@ def test_train_py_subprocess(tmp_path):
     again = subprocess.run([sys.executable, "train.py", "processor=nope"], cwd=ROOT, capture_output=True,
                            text=True, timeout=120)
     assert again.returncode == 2 and len(again.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        ("solve.tol_lu=nan", ("solve.tol_lu",)),
+        ("solve.tol_lu=-1", ("solve.tol_lu",)),
+        ("trainer.max_steps=0", ("trainer.max_steps", ">= 1")),
+    ],
+)
+def test_bad_solver_and_step_settings(monkeypatch, capsys, tmp_path, override, words):
+    code, _, err = run_main(monkeypatch, capsys, tmp_path, *QUICK, override)
+    assert_one_line_error(code, err, *words)
+
+
+def test_quick_preset_takes_the_start_of_a_file(tmp_path):
+    from tuning.audio import load_track
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "song.wav"
+    sf.write(str(path), (0.1 * rng.standard_normal((3 * 44100, 2))).astype(np.float32), 44100, subtype="FLOAT")
+    assert load_track(path).audio.shape == (2, 3 * 44100)
+    assert load_track(path, duration_s=1.5).audio.shape == (2, 66150)
+    with pytest.raises(ValueError, match="duration_s"):
+        load_track(path, duration_s=0)

@@ -144,3 +144,12 @@ def test_folder_and_album(tmp_path):
 
 def test_track_duration(demo):
     assert isinstance(demo, Track) and demo.duration_s == pytest.approx(8.0)
+
+
+@pytest.mark.parametrize("gap_s", [-1.0, float("nan"), float("inf")])
+def test_album_gap_must_be_finite_and_not_negative(gap_s):
+    from tuning.audio import demo_track, join_tracks
+
+    tracks = [demo_track(44100, 2.0, seed) for seed in (0, 1)]
+    with pytest.raises(ValueError, match="gap_s"):
+        join_tracks(tracks, gap_s)

@@ -50,3 +50,12 @@ def test_baseline_is_chosen_by_the_objective_measure():
     plain = run_baseline(x, RATE, target, **kwargs)  # without a measure: plain DRL decides, as before
     assert plain["drl_db"] == min(p["drl_db"] for p in plain["grid"])
     assert "frame_drl_db" not in plain
+
+
+def test_measures_at_a_rate_below_40_khz():
+    from tuning.objective import distortion_measures
+
+    x = 0.1 * torch.randn(2, 32000)
+    measures = distortion_measures(x, torch.tanh(3 * x) / 3, 32000)
+    assert "band_drl_db/2000_16000" in measures
+    assert all(torch.isfinite(v) for v in measures.values())

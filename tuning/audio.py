@@ -45,10 +45,15 @@ def validate_track(audio: torch.Tensor, sample_rate: int, name: str) -> torch.Te
     return audio.float().contiguous()
 
 
-def load_track(path: str | Path) -> Track:
-    """Read an audio file (anything libsndfile reads: wav, flac, ogg, mp3...) into a :class:`Track`."""
+def load_track(path: str | Path, duration_s: float | None = None) -> Track:
+    """Read an audio file (anything libsndfile reads: wav, flac, ogg, mp3...) into a :class:`Track`; with
+    ``duration_s``, only its first ``duration_s`` seconds (a quick run on part of a song)."""
     path = Path(path).expanduser()
     audio, sample_rate = load_audio(path, role="audio")
+    if duration_s is not None:
+        if isinstance(duration_s, bool) or not isinstance(duration_s, (int, float)) or not duration_s > 0:
+            raise ValueError(f"data.track.duration_s must be a number of seconds > 0, got {duration_s!r}")
+        audio = audio[..., : int(round(duration_s * sample_rate))]
     audio = validate_track(audio, sample_rate, f"audio file {path.name}")
     return Track(audio, sample_rate, path.stem)
 
@@ -257,6 +262,8 @@ def join_tracks(tracks: list[Track], gap_s: float = 1.0) -> tuple[Track, list[tu
     """The tracks end to end with ``gap_s`` of silence between them (so a limiter's release and a
     compressor's envelope settle before the next track; silence is gated out of the loudness), as one
     ``album`` track, and the (offset, length) of each in samples."""
+    if isinstance(gap_s, bool) or not isinstance(gap_s, (int, float)) or not 0 <= gap_s < math.inf:
+        raise ValueError(f"data.gap_s must be a finite number of seconds >= 0, got {gap_s!r}")
     rate = tracks[0].sample_rate
     gap = torch.zeros(tracks[0].audio.shape[0], int(round(gap_s * rate)))
     parts, segments, offset = [], [], 0

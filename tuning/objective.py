@@ -116,11 +116,11 @@ def parse_band_key(key: str) -> tuple[float, float]:
 def distortion_measures(reference: torch.Tensor, output: torch.Tensor, sample_rate: int,
                         weights: LossWeights | None = None) -> dict[str, torch.Tensor]:
     """Every run's distortion measures of ``output`` against ``reference`` (both (C, T)), 0-d tensors (means
-    over channels, differentiable): ``drl_db``, ``band_drl_db/<key>`` for :data:`drl.DEFAULT_BANDS` and the
+    over channels, differentiable): ``drl_db``, ``band_drl_db/<key>`` for :func:`drl.default_bands` and the
     loss's bands, ``frame_drl_db`` (frames of ``weights.frame_ms``, 50 ms without weights) and
     ``objective_drl_db`` (:meth:`LossWeights.objective_drl_db`; plain DRL without weights)."""
     weights = weights or LossWeights()
-    bands = list(drl.DEFAULT_BANDS)
+    bands = drl.default_bands(sample_rate)
     bands += [b for b in map(parse_band_key, weights.band_weights()) if b not in bands]
     measures = {"drl_db": drl.drl_db(reference, output).mean()}
     values = drl.band_drl_db(reference, output, sample_rate, bands).mean(dim=-1)

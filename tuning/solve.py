@@ -51,6 +51,8 @@ def find_gain(
     known dLUFS/dgain, e.g. from an earlier solve) or else assumes 1 and stretches the step by 1.5 so that it
     brackets. Raises ValueError when the target lies beyond what the range of gains reaches.
     """
+    if isinstance(tol_lu, bool) or not isinstance(tol_lu, (int, float)) or not 0 < tol_lu < math.inf:
+        raise ValueError(f"the loudness tolerance (solve.tol_lu) must be a finite number of LU > 0, got {tol_lu!r}")
     gain = min(max(start_db, low_db), high_db)
     level = loudness_at(gain)
     count = 1
