@@ -1,22 +1,13 @@
 """``python -m drl REFERENCE PROCESSED --loudness`` (subprocess)."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+from drl_cli import run_drl as run
 
-ROOT = Path(__file__).resolve().parents[1]
 SR = 48000
-
-
-def run(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "drl", *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=120
-    )
 
 
 @pytest.fixture(scope="module")
