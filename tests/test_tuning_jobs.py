@@ -56,6 +56,8 @@ def test_folder_per_track_each_file_meets_its_target(compose_config, tmp_path, f
         assert metrics["output"]["drl_db"] <= metrics["baseline_drl_db"] + 0.1
         on_disk = json.loads((run / name / "metrics.json").read_text())
         assert on_disk["output"]["integrated_lufs"] == pytest.approx(metrics["output"]["integrated_lufs"])
+        # the same keys as a single run's metrics.json (one function writes both)
+        assert on_disk["objective_gain_over_baseline_db"] is not None and on_disk["mode"] == "per_track"
         written, rate = sf.read(str(run / name / "processed" / f"{name}.wav"), always_2d=True)
         assert rate == 44100 and written.shape[0] == sf.info(str(folder / f"{name}.wav")).frames
         settings = yaml.safe_load((run / name / "tuned_params.yaml").read_text())["stages"]

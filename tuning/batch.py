@@ -17,7 +17,7 @@ import torch
 
 from tuning.audio import draw_crop_starts, step_generator, take_crops
 from tuning.objective import Objective
-from tuning.results import track_metrics
+from tuning.results import run_metrics, track_metrics
 from tuning.solve import Solution, solve_target
 
 
@@ -206,21 +206,9 @@ class PerTrackModule(L.LightningModule):
             objective = self.objectives[index]
             output = track_metrics(track, solution.output, self.sample_rate, objective.weights)
             base = self.baselines[index] if index < len(self.baselines) else {}
-            target = objective.target
             self.finals.append(solution)
-            self.final_metrics.append({
-                "input": track_metrics(track, track, self.sample_rate, objective.weights),
-                "output": output,
-                "baseline_drl_db": base.get("drl_db"),
-                "baseline": base,
-                "drl_gain_over_baseline_db": (base["drl_db"] - output["drl_db"]) if "drl_db" in base else None,
-                "target": {"name": target.name, "lufs": target.lufs, "ceiling_dbtp": target.ceiling_dbtp},
-                "on_target": bool(abs(output["integrated_lufs"] - target.lufs) <= 0.2
-                                  and output["true_peak_dbtp"] <= target.ceiling_dbtp + 0.1),
-                "steps": int(self.global_step),
-                "best_step": self.best_step[index],
-                "selected": self.best_label[index],
-                "mode": "per_track",
-            })
+            metrics = run_metrics(track_metrics(track, track, self.sample_rate, objective.weights), output, base,
+                                  objective.target, self.global_step, self.best_step[index], self.best_label[index])
+            self.final_metrics.append({**metrics, "mode": "per_track"})
         self.finalize_s = time.perf_counter() - clock
         return self.finals

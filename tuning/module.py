@@ -13,7 +13,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 import drl
 from tuning.audio import draw_crop_starts, step_generator, take_crops
 from tuning.objective import Objective, Target
-from tuning.results import track_metrics
+from tuning.results import run_metrics, track_metrics
 from tuning.solve import Solution, solve_target
 
 
@@ -213,28 +213,10 @@ class TuningModule(L.LightningModule):
         )
         output = track_metrics(self.track, self.final.output, self.sample_rate, self.objective.weights)
         base = dict(self.baseline)
-        self.final_metrics = {
-            "input": self.input_metrics or track_metrics(self.track, self.track, self.sample_rate,
-                                                         self.objective.weights),
-            "output": output,
-            "baseline_drl_db": base.get("drl_db"),
-            "baseline": base,
-            "drl_gain_over_baseline_db": (base["drl_db"] - output["drl_db"]) if "drl_db" in base else None,
-            # the measure that selected the settings (and the baseline's winner): the loss's weighted mean of
-            # plain, band and frame-wise DRL; plain DRL itself with loss=plain
-            "baseline_objective_drl_db": base.get("objective_drl_db"),
-            "objective_gain_over_baseline_db": (base["objective_drl_db"] - output["objective_drl_db"])
-            if base.get("objective_drl_db") is not None else None,
-            "target": {"name": self.target.name, "lufs": self.target.lufs,
-                       "ceiling_dbtp": self.target.ceiling_dbtp},
-            "on_target": bool(abs(output["integrated_lufs"] - self.target.lufs) <= 0.2
-                              and output["true_peak_dbtp"] <= self.target.ceiling_dbtp + 0.1),
-            "steps": int(self.global_step),
-            "best_step": self.best_step,
-            # which candidate the result is: "tuned" (found by training), "start", or "idle" (the extra
-            # stages transparent, i.e. the gain + limiter baseline inside this processor)
-            "selected": self.best_label,
-        }
+        input_metrics = self.input_metrics or track_metrics(self.track, self.track, self.sample_rate,
+                                                            self.objective.weights)
+        self.final_metrics = run_metrics(input_metrics, output, base, self.target, self.global_step,
+                                         self.best_step, self.best_label)
         hp = {f"hp/{k}": v for k, v in (("drl_db", output["drl_db"]), ("baseline_drl_db", base.get("drl_db")),
                                         ("lufs", output["integrated_lufs"]),
                                         ("true_peak_dbtp", output["true_peak_dbtp"])) if v is not None}

@@ -43,6 +43,33 @@ def track_metrics(reference: torch.Tensor, audio: torch.Tensor, sample_rate: int
     }
 
 
+def run_metrics(input_metrics: Mapping, output: Mapping, baseline: Mapping, target, steps: int,
+                best_step: int | None, selected: str) -> dict:
+    """The ``metrics.json`` of one tuned track: its input and output measures (:func:`track_metrics`), the
+    gain + limiter ``baseline`` and what the tuning gains over it, the ``target`` and whether it was met, and
+    which candidate was ``selected`` ("tuned" by training, "start", or "idle": the extra stages transparent,
+    i.e. the gain + limiter baseline inside this processor) at ``best_step``."""
+    base = dict(baseline)
+    return {
+        "input": dict(input_metrics),
+        "output": dict(output),
+        "baseline_drl_db": base.get("drl_db"),
+        "baseline": base,
+        "drl_gain_over_baseline_db": (base["drl_db"] - output["drl_db"]) if "drl_db" in base else None,
+        # the measure that selected the settings (and the baseline's winner): the loss's weighted mean of
+        # plain, band and frame-wise DRL; plain DRL itself with loss=plain
+        "baseline_objective_drl_db": base.get("objective_drl_db"),
+        "objective_gain_over_baseline_db": (base["objective_drl_db"] - output["objective_drl_db"])
+        if base.get("objective_drl_db") is not None else None,
+        "target": {"name": target.name, "lufs": target.lufs, "ceiling_dbtp": target.ceiling_dbtp},
+        "on_target": bool(abs(output["integrated_lufs"] - target.lufs) <= 0.2
+                          and output["true_peak_dbtp"] <= target.ceiling_dbtp + 0.1),
+        "steps": int(steps),
+        "best_step": best_step,
+        "selected": selected,
+    }
+
+
 def plain_measures(measures: Mapping[str, torch.Tensor]) -> dict:
     """{"drl_db": t, "band_drl_db/20_200": t, ...} -> {"drl_db": float, "band_drl_db": {"20_200": float}, ...}
     (non-finite values become None)."""
@@ -158,11 +185,10 @@ SUMMARY_COLUMNS = ("input_lufs", "output_lufs", "input_true_peak_dbtp", "output_
 def summary_row(name: str, metrics: Mapping, values: Mapping[str, float]) -> dict:
     """One row of summary.csv from a file's metrics and its settings."""
     source, result = metrics["input"], metrics["output"]
-    base = metrics.get("baseline_drl_db")
     row = {"name": name, "input_lufs": source["integrated_lufs"], "output_lufs": result["integrated_lufs"],
            "input_true_peak_dbtp": source["true_peak_dbtp"], "output_true_peak_dbtp": result["true_peak_dbtp"],
-           "drl_db": result["drl_db"], "baseline_drl_db": base,
-           "drl_gain_over_baseline_db": None if base is None else base - result["drl_db"],
+           "drl_db": result["drl_db"], "baseline_drl_db": metrics.get("baseline_drl_db"),
+           "drl_gain_over_baseline_db": metrics.get("drl_gain_over_baseline_db"),
            "on_target": metrics.get("on_target")}
     row.update({key: value for key, value in values.items()})
     return row
