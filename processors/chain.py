@@ -79,6 +79,11 @@ class Chain(nn.Module):
         for name, values in grouped.items():
             self.stages[name].set_values(**values)
 
+    def spec(self, dotted: str) -> ParamSpec:
+        """The ParamSpec of ``"<stage>.<param>"`` (its own name, as the stage declares it)."""
+        proc, param = self._split(dotted)
+        return proc.spec(param)
+
     def param(self, dotted: str) -> torch.Tensor:
         proc, param = self._split(dotted)
         return proc.param(param)

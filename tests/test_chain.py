@@ -79,3 +79,14 @@ def test_construction_errors():
         Chain([Gain(44100), torch.nn.Identity()])
     with pytest.raises(ValueError, match="at least one"):
         Chain([])
+
+
+def test_spec_follows_a_dotted_name_to_its_stage():
+    from processors import Chain, Gain, Limiter
+
+    chain = Chain([Gain(44100), Limiter(44100)])
+    assert chain.spec("limiter.ceiling_db") == chain["limiter"].spec("ceiling_db")
+    with pytest.raises(ValueError, match="no parameter 'drive_db'"):
+        chain.spec("limiter.drive_db")
+    with pytest.raises(ValueError, match="unknown chain parameter"):
+        chain.spec("saturator.mix")

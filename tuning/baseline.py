@@ -16,6 +16,16 @@ from tuning.results import plain_measures
 from tuning.solve import solve_target
 
 
+def baseline_chain(sample_rate: int, gain_db: float, ceiling_db: float, release_ms: float, lookahead_ms: float,
+                   true_peak: bool = True) -> Chain:
+    """The baseline's processor: Gain -> Limiter with these settings."""
+    return Chain({
+        "gain": Gain(sample_rate, gain_db=gain_db),
+        "limiter": Limiter(sample_rate, ceiling_db=ceiling_db, release_ms=release_ms, lookahead_ms=lookahead_ms,
+                           true_peak=true_peak),
+    })
+
+
 def run_baseline(
     audio: torch.Tensor,
     sample_rate: int,
@@ -46,11 +56,8 @@ def run_baseline(
     slope = None
     failure: ValueError | None = None
     for release, lookahead in itertools.product(release_ms, lookahead_ms):
-        chain = Chain({
-            "gain": Gain(sample_rate, gain_db=min(max(start_db, -24.0), 36.0)),
-            "limiter": Limiter(sample_rate, ceiling_db=target.ceiling_dbtp, release_ms=release,
-                               lookahead_ms=lookahead, true_peak=true_peak),
-        }).to(audio.device)
+        chain = baseline_chain(sample_rate, min(max(start_db, -24.0), 36.0), target.ceiling_dbtp, release, lookahead,
+                               true_peak).to(audio.device)
         try:
             solution = solve_target(chain, audio, sample_rate, target, "gain.gain_db", "limiter.ceiling_db",
                                     tol_lu=tol_lu, slope_hint=slope)
@@ -84,10 +91,7 @@ def run_baseline(
 
 def render_baseline(audio: torch.Tensor, sample_rate: int, baseline: dict) -> torch.Tensor:
     """``audio`` (C, T) through the baseline's winning gain + limiter settings (no gradients)."""
-    chain = Chain({
-        "gain": Gain(sample_rate, gain_db=baseline["gain_db"]),
-        "limiter": Limiter(sample_rate, ceiling_db=baseline["ceiling_db"], release_ms=baseline["release_ms"],
-                           lookahead_ms=baseline["lookahead_ms"], true_peak=bool(baseline.get("true_peak", True))),
-    }).to(audio.device)
+    chain = baseline_chain(sample_rate, baseline["gain_db"], baseline["ceiling_db"], baseline["release_ms"],
+                           baseline["lookahead_ms"], bool(baseline.get("true_peak", True))).to(audio.device)
     with torch.no_grad():
         return chain(audio)

@@ -135,7 +135,7 @@ def solve_target(
     ``target.lufs`` within ``tol_lu``; lower ``ceiling_param`` (the limiter's ceiling, dB) while the true peak
     exceeds ``target.ceiling_dbtp``. Leaves ``processor`` at the solved settings and returns the render.
     """
-    spec = processor_spec(processor, level_param)
+    spec = processor.spec(level_param)
     renders = 0
     last: dict = {}
     points: list[tuple[float, float]] = []
@@ -165,7 +165,7 @@ def solve_target(
         if ceiling_param is None or excess <= 0:
             break
         ceiling = float(get_value(processor, ceiling_param)) - excess - peak_margin_db
-        ceiling_spec = processor_spec(processor, ceiling_param)
+        ceiling_spec = processor.spec(ceiling_param)
         if ceiling < ceiling_spec.min:
             raise ValueError(
                 f"target cannot be met: the true peak stays {excess:.2f} dB above the ceiling even with "
@@ -199,10 +199,3 @@ def get_value(processor, name: str) -> float:
 def set_value(processor, name: str, value: float) -> None:
     processor.set_values(**{name: float(value)})
 
-
-def processor_spec(processor, name: str):
-    """The ParamSpec of ``name``, following a dotted chain name to its stage."""
-    if "." in name:
-        stage, _, inner = name.partition(".")
-        return processor[stage].spec(inner)
-    return processor.spec(name)
