@@ -8,8 +8,10 @@ exceed --original-budget-s judging from the shorter duration.
 
 A second table times the optional measures of issue 7 against plain broadband DRL, this project's own:
 frame-wise DRL (``frame_ms=50``, goal: within 2x of plain) and linear-response removal (``linear_taps=512``,
-goal: within 10x of plain). The three are timed round by round (see :func:`alternating`), so load from other
-processes weighs on all three alike; use ``--threads 1`` on a shared machine.
+goal: within 10x of plain). The three are timed round by round (see :func:`alternating_samples`), so load from
+other processes weighs on all three alike, and each ratio is the median of the ratios within a round; use
+``--threads 1`` on a shared machine. The table ends with the linear fit's fixed cost: its ``512 x 512`` Cholesky
+factorisations, which do not shrink with the signal.
 
     python bench/drl_bench.py                      # 10 s and 60 s, CPU (+ CUDA)
     python bench/drl_bench.py --durations 10 --repeats 3
@@ -26,6 +28,7 @@ import torch
 from distortion_residual import DRL as OriginalDRL
 
 from drl import DEFAULT_BANDS, DRL
+from drl.linear import _cholesky, _gram, _Segments
 
 SR = 44100
 
@@ -50,16 +53,21 @@ def timed(function, device: torch.device, repeats: int, warm: bool = True) -> fl
     return statistics.median(times)
 
 
-def alternating(functions, device: torch.device, rounds: int) -> list[float]:
-    """Median wall times of ``functions``, timed one after the other round by round (after one warm-up
-    call each), so that load from other processes weighs on all of them alike."""
+def alternating_samples(functions, device: torch.device, rounds: int) -> list[list[float]]:
+    """Wall times of ``functions``, timed one after the other round by round (after one warm-up call each), so
+    that load from other processes weighs on all of them alike: one list of ``rounds`` times per function."""
     for function in functions:
         function()
     samples = [[] for _ in functions]
     for _ in range(rounds):
         for function, times in zip(functions, samples):
             times.append(timed(function, device, 1, warm=False))
-    return [statistics.median(times) for times in samples]
+    return samples
+
+
+def alternating(functions, device: torch.device, rounds: int) -> list[float]:
+    """Median wall times of ``functions`` timed round by round (see :func:`alternating_samples`)."""
+    return [statistics.median(times) for times in alternating_samples(functions, device, rounds)]
 
 
 def side_by_side(ours, original, device: torch.device, repeats: int, original_repeats: int) -> tuple[float, float]:
@@ -114,7 +122,8 @@ def main() -> None:
 
 
 def options(args: argparse.Namespace, devices: list[str]) -> None:
-    """Frame-wise DRL and linear-response removal against plain broadband DRL."""
+    """Frame-wise DRL and linear-response removal against plain broadband DRL. Each ratio is the median of the
+    ratios within a round, which holds steadier than a ratio of medians when the machine's load changes."""
     print(f"\n{'device':6} {'audio':>6} {'pass':>16} {'plain (ms)':>11} {'frame_ms=50':>12} {'ratio':>6} "
           f"{'linear_taps=512':>16} {'ratio':>6}")  # fmt: skip
     for name in devices:
@@ -124,13 +133,25 @@ def options(args: argparse.Namespace, devices: list[str]) -> None:
             for backward in (False, True):
                 jobs = [job(DRL(SR, None, **option), reference, processed, backward)
                         for option in ({}, {"frame_ms": 50.0}, {"linear_taps": 512})]
-                times = alternating(jobs, device, args.repeats)
+                plain, frames, linear = alternating_samples(jobs, device, args.repeats)
+                ratios = [statistics.median(t / p for t, p in zip(times, plain)) for times in (frames, linear)]
                 print(
                     f"{name:6} {seconds:5.0f}s {'forward+backward' if backward else 'forward':>16} "
-                    f"{times[0] * 1e3:11.1f} {times[1] * 1e3:12.1f} {times[1] / times[0]:5.1f}x "
-                    f"{times[2] * 1e3:16.1f} {times[2] / times[0]:5.1f}x",
+                    f"{statistics.median(plain) * 1e3:11.1f} {statistics.median(frames) * 1e3:12.1f} "
+                    f"{ratios[0]:5.1f}x {statistics.median(linear) * 1e3:16.1f} {ratios[1]:5.1f}x",
                     flush=True,
                 )
+        print(f"{name:6} the linear fit's fixed cost, two 512 x 512 float64 Cholesky factorisations (stereo): "
+              f"{timed(cholesky_job(device), device, args.repeats) * 1e3:.1f} ms")
+
+
+def cholesky_job(device: torch.device):
+    """The factorisation of the Gram matrices of a stereo fit: the part of linear removal whose cost does not
+    depend on the signal's length."""
+    reference, processed = signals(1.0, device)
+    segments = _Segments(reference, 512)
+    gram = _gram(segments.lags(segments.correlate(reference), 0), reference, 512)
+    return lambda: _cholesky(gram)
 
 
 def against_original(args: argparse.Namespace, devices: list[str]) -> None:

@@ -7,7 +7,7 @@ import torch
 from drl_test_signals import music, pink_noise
 from scipy import signal as sps
 
-from drl import DRL, drl_db
+from drl import DRL, drl_db, linear
 from drl.linear import project
 
 SR = 44100
@@ -25,19 +25,95 @@ def linear_db(x, y, taps=512, **options):
     return float(DRL(SR, None, linear_taps=taps, **options)(torch.tensor(x), torch.tensor(y))["total_drl_db"])
 
 
+@pytest.fixture
+def short_blocks(monkeypatch):
+    """Block transforms of 32 samples, so that a short signal spans many blocks (4 taps: hop 26)."""
+    monkeypatch.setattr(linear, "MIN_BLOCK_FFT", 32)
+
+
+def lstsq_fit(x, y, taps):
+    """Taps and fitted signal of the least-squares fit of ``y`` by copies of ``x`` delayed by lags -N/2..N/2-1 and
+    cut to the span of ``y`` (zeros shifted in), one channel, by numpy's lstsq."""
+    half, n = taps // 2, len(y)
+    padded = np.pad(x, (half, half))
+    columns = np.stack([padded[half - lag : half - lag + n] for lag in range(-half, half)], axis=1)
+    solution, *_ = np.linalg.lstsq(columns, y, rcond=None)
+    return solution, columns @ solution
+
+
 def test_taps_solve_the_least_squares_problem_over_the_processed_span():
     rng = np.random.default_rng(0)
-    x, y = rng.standard_normal((2, 300)), rng.standard_normal((2, 300))
-    taps, half = 8, 4
-    fit = project(torch.tensor(x), torch.tensor(y), taps)
+    x, y = rng.standard_normal((2, 2, 300))
+    fit = project(torch.tensor(x), torch.tensor(y), 8)
     for channel in range(2):
-        # columns: x delayed by lags -4..3 and cut to the 300 samples of y (zeros shifted in)
-        padded = np.pad(x[channel], (half, half))
-        columns = np.stack([padded[half - lag : half - lag + 300] for lag in range(-half, half)], axis=1)
-        expected, *_ = np.linalg.lstsq(columns, y[channel], rcond=None)
-        np.testing.assert_allclose(fit.taps[channel].numpy(), expected, rtol=1e-6, atol=1e-9)
-        np.testing.assert_allclose(fit.fitted[channel].numpy(), columns @ expected, atol=1e-9)
-        np.testing.assert_allclose(fit.residual[channel].numpy(), y[channel] - columns @ expected, atol=1e-9)
+        taps, fitted = lstsq_fit(x[channel], y[channel], 8)
+        np.testing.assert_allclose(fit.taps[channel].numpy(), taps, rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(fit.fitted[channel].numpy(), fitted, atol=1e-9)
+        np.testing.assert_allclose(fit.residual[channel].numpy(), y[channel] - fitted, atol=1e-9)
+
+
+@pytest.mark.parametrize("n_samples", [5000, 3 * 2036, 2036 + 1])
+def test_block_wise_correlations_match_least_squares_across_blocks(n_samples):
+    # 8 taps: 2048-sample blocks of 2036 new samples each; the last block cut short, whole, or one sample (the
+    # reference's segments then lie partly within it, wholly within it, or nowhere within it)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, n_samples))
+    y = np.tanh(2 * x) + 0.3 * np.roll(x, 3, axis=-1)
+    fit = project(torch.tensor(x), torch.tensor(y), 8)
+    for channel in range(2):
+        taps, fitted = lstsq_fit(x[channel], y[channel], 8)
+        np.testing.assert_allclose(fit.taps[channel].numpy(), taps, rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(fit.fitted[channel].numpy(), fitted, atol=1e-9)
+
+
+def test_many_short_blocks_match_least_squares(short_blocks):
+    rng = np.random.default_rng(2)
+    x, y = rng.standard_normal((2, 3, 101))
+    fit = project(torch.tensor(x), torch.tensor(y), 4)
+    for channel in range(3):
+        taps, fitted = lstsq_fit(x[channel], y[channel], 4)
+        np.testing.assert_allclose(fit.taps[channel].numpy(), taps, rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(fit.fitted[channel].numpy(), fitted, atol=1e-9)
+
+
+def _project_outputs(reference, processed):
+    return tuple(project(reference, processed, 4))
+
+
+def test_hand_written_backward_passes_gradcheck(short_blocks):
+    generator = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 80, dtype=torch.float64, generator=generator)
+    y = (torch.tanh(2 * x) + 0.3 * x.roll(1, -1)).requires_grad_(True)
+    assert type(project(x, y, 4).residual.grad_fn).__name__ == "_ProjectProcessedBackward"
+    assert torch.autograd.gradcheck(lambda p: _project_outputs(x, p), (y,))
+    # each output alone: gradients that are not passed back arrive as None
+    for index in range(5):
+        assert torch.autograd.gradcheck(lambda p: _project_outputs(x, p)[index], (y,))
+    assert torch.autograd.gradgradcheck(lambda p: _project_outputs(x, p)[1:], (y,))
+
+
+def test_gradients_through_the_reference_pass_gradcheck(short_blocks):
+    generator = torch.Generator().manual_seed(6)
+    x = torch.randn(1, 60, dtype=torch.float64, generator=generator).requires_grad_(True)
+    y = (torch.tanh(2 * x) + 0.3 * x.roll(1, -1)).detach().requires_grad_(True)
+    assert torch.autograd.gradcheck(_project_outputs, (x, y))
+
+
+def test_hand_written_backward_equals_autograd_through_the_fit(short_blocks):
+    generator = torch.Generator().manual_seed(7)
+    x = torch.randn(2, 300, dtype=torch.float64, generator=generator)
+    y = torch.tanh(2 * x) + 0.1 * torch.randn(2, 300, dtype=torch.float64, generator=generator)
+    weights = torch.randn(2, 300, dtype=torch.float64, generator=generator)
+
+    def gradient(reference_needs_grad):
+        reference = x.clone().requires_grad_(reference_needs_grad)
+        processed = y.clone().requires_grad_(True)
+        fit = project(reference, processed, 4)
+        loss = (fit.residual * weights).sum() + fit.residual_energy.log().sum() - fit.signal_energy.sqrt().sum()
+        (loss + fit.taps.square().sum()).backward()
+        return processed.grad
+
+    torch.testing.assert_close(gradient(False), gradient(True), rtol=1e-9, atol=1e-12)
 
 
 def test_causal_chebyshev_low_pass_reads_below_minus_60_db(source):
