@@ -27,8 +27,10 @@ def linear_db(x, y, taps=512, **options):
 
 @pytest.fixture
 def short_blocks(monkeypatch):
-    """Block transforms of 32 samples, so that a short signal spans many blocks (4 taps: hop 26)."""
+    """Block transforms of 32 samples handled three at a time, so that a short signal spans many blocks and
+    chunks of them (4 taps: hop 26)."""
     monkeypatch.setattr(linear, "MIN_BLOCK_FFT", 32)
+    monkeypatch.setattr(linear, "CHUNK_LENGTH", 3 * 32)
 
 
 def lstsq_fit(x, y, taps):
