@@ -28,24 +28,56 @@ import math
 import numpy as np
 import torch
 from numba import njit, prange
+from numba.extending import register_jitable
 
 LN10 = math.log(10.0)
 LN10_OVER_20 = LN10 / 20.0
 LEVEL_FLOOR = 1e-12  # amplitude floor of the peak level detector (-240 dB)
 
 
+# --- per-step helpers, inlined into every compilation below (CPU and CUDA) -----------------------------------
+@register_jitable
+def _ballistics_step(rn, prev, a_att, a_rel):
+    """One step of s[n] = a s[n-1] + (1 - a) r[n]: (1 if the attack coefficient was chosen else 0, s[n])."""
+    if rn > prev:
+        return 1, a_att * prev + (1.0 - a_att) * rn
+    return 0, a_rel * prev + (1.0 - a_rel) * rn
+
+
+@register_jitable
+def _gain_reduction(over, slope, knee):
+    """Target gain reduction r >= 0 (dB) of the soft-knee static curve at ``over`` dB above the threshold, and
+    the region it came from: 0 below the knee, 1 within it, 2 above it."""
+    if 2.0 * over < -knee:
+        return 0.0, 0
+    if knee > 0.0 and 2.0 * abs(over) <= knee:
+        u = over + 0.5 * knee
+        return slope * u * u / (2.0 * knee), 1
+    return slope * over, 2
+
+
+@register_jitable
+def _compressor_step_adjoint(lam, prev, over, region, attack, a_att, a_rel, slope, d_slope, knee):
+    """The adjoint of one compressor step (static curve, then ballistics) in its recorded region, given
+    ``lam = dLoss/ds[n]`` (the future included): (d/d the coefficient used, the carry to step n - 1, d/d level
+    in dB, d/d ratio, d/d knee)."""
+    a = a_att if attack else a_rel
+    g_r = lam * (1.0 - a)
+    if region == 0:
+        return lam * prev, lam * a, 0.0, 0.0, 0.0
+    if region == 1:
+        u = over + 0.5 * knee
+        rn = slope * u * u / (2.0 * knee)
+        d_knee = g_r * slope * (u / (2.0 * knee) - u * u / (2.0 * knee * knee))
+        return lam * (prev - rn), lam * a, g_r * slope * u / knee, g_r * d_slope * u * u / (2.0 * knee), d_knee
+    return lam * (prev - slope * over), lam * a, g_r * slope, g_r * d_slope * over, 0.0
+
+
 # --- per-signal bodies (1-D arrays), shared by the CPU and CUDA compilations --------------------------------
 def _smooth_forward_1d(r, a_att, a_rel, s, attack):
     prev = 0.0
     for n in range(r.shape[0]):
-        rn = r[n] * 1.0
-        if rn > prev:
-            a = a_att
-            attack[n] = 1
-        else:
-            a = a_rel
-            attack[n] = 0
-        prev = a * prev + (1.0 - a) * rn
+        attack[n], prev = _ballistics_step(r[n] * 1.0, prev, a_att, a_rel)
         s[n] = prev
 
 
@@ -79,29 +111,13 @@ def _compressor_forward_1d(det, scale, floor, thr, ratio, knee, makeup, a_att, a
     det_knee = math.pow(10.0, (thr - 0.5 * knee) / scale) - floor
     prev = 0.0
     for n in range(det.shape[0]):
-        # target gain reduction r >= 0 (dB) of the soft-knee static curve, and the region it came from
         if det[n] < det_knee:
             over = -math.inf
         else:
             over = scale * math.log10(det[n] + floor) - thr
         over_db[n] = over
-        if 2.0 * over < -knee:
-            rn = 0.0
-            region[n] = 0
-        elif knee > 0.0 and 2.0 * abs(over) <= knee:
-            u = over + 0.5 * knee
-            rn = slope * u * u / (2.0 * knee)
-            region[n] = 1
-        else:
-            rn = slope * over
-            region[n] = 2
-        if rn > prev:
-            a = a_att
-            attack[n] = 1
-        else:
-            a = a_rel
-            attack[n] = 0
-        prev = a * prev + (1.0 - a) * rn
+        rn, region[n] = _gain_reduction(over, slope, knee)
+        attack[n], prev = _ballistics_step(rn, prev, a_att, a_rel)
         s[n] = prev
         gain[n] = math.exp((makeup - prev) * LN10_OVER_20)
 
@@ -123,34 +139,16 @@ def _compressor_backward_1d(grad_gain, grad_s, det, gain, s, attack, region, ove
         n = size - 1 - k
         gg = grad_gain[n] * gain[n] * LN10_OVER_20  # gain = 10^((makeup - s) / 20)
         g_makeup += gg
-        lam = grad_s[n] - gg + carry
-        a = a_att if attack[n] else a_rel
         prev = s[n - 1] * 1.0 if n > 0 else 0.0
-        over = over_db[n] * 1.0
-        if region[n] == 0:
-            rn = 0.0
-        elif region[n] == 1:
-            u = over + 0.5 * knee
-            rn = slope * u * u / (2.0 * knee)
-        else:
-            rn = slope * over
-        d = lam * (prev - rn)
+        d_coef, carry, d_level, d_ratio, d_knee = _compressor_step_adjoint(
+            grad_s[n] - gg + carry, prev, over_db[n] * 1.0, region[n], attack[n], a_att, a_rel, slope, d_slope, knee
+        )
         if attack[n]:
-            g_att += d
+            g_att += d_coef
         else:
-            g_rel += d
-        g_r = lam * (1.0 - a)
-        carry = lam * a
-        if region[n] == 0:
-            d_level = 0.0
-        elif region[n] == 1:
-            u = over + 0.5 * knee
-            d_level = g_r * slope * u / knee
-            g_ratio += g_r * d_slope * u * u / (2.0 * knee)
-            g_knee += g_r * slope * (u / (2.0 * knee) - u * u / (2.0 * knee * knee))
-        else:
-            d_level = g_r * slope
-            g_ratio += g_r * d_slope * over
+            g_rel += d_coef
+        g_ratio += d_ratio
+        g_knee += d_knee
         g_thr -= d_level
         grad_det[n] = d_level * scale / (LN10 * (det[n] + floor))
     grads[0] = g_thr
@@ -182,23 +180,8 @@ def _peak_compressor_forward_1d(x, thr, ratio, knee, makeup, a_att, a_rel, y, ga
         else:
             over = 20.0 * math.log10(det + LEVEL_FLOOR) - thr
         over_db[n] = over
-        if 2.0 * over < -knee:
-            rn = 0.0
-            region[n] = 0
-        elif knee > 0.0 and 2.0 * abs(over) <= knee:
-            u = over + 0.5 * knee
-            rn = slope * u * u / (2.0 * knee)
-            region[n] = 1
-        else:
-            rn = slope * over
-            region[n] = 2
-        if rn > prev:
-            a = a_att
-            attack[n] = 1
-        else:
-            a = a_rel
-            attack[n] = 0
-        prev = a * prev + (1.0 - a) * rn
+        rn, region[n] = _gain_reduction(over, slope, knee)
+        attack[n], prev = _ballistics_step(rn, prev, a_att, a_rel)
         s[n] = prev
         g = math.exp((makeup - prev) * LN10_OVER_20)
         gain[n] = g
@@ -229,34 +212,18 @@ def _peak_compressor_backward_1d(grad_y, grad_s, x, gain, s, attack, region, ove
             grad_x[n, c] = grad_y[n, c] * g
         gg = dot * g * LN10_OVER_20  # gain = 10^((makeup - s) / 20)
         g_makeup += gg
-        lam = grad_s[n] - gg + carry
-        a = a_att if attack[n] else a_rel
         prev = s[n - 1] * 1.0 if n > 0 else 0.0
-        over = over_db[n] * 1.0
-        if region[n] == 0:
-            rn = 0.0
-        elif region[n] == 1:
-            u = over + 0.5 * knee
-            rn = slope * u * u / (2.0 * knee)
-        else:
-            rn = slope * over
-        d = lam * (prev - rn)
+        d_coef, carry, d_level, d_ratio, d_knee = _compressor_step_adjoint(
+            grad_s[n] - gg + carry, prev, over_db[n] * 1.0, region[n], attack[n], a_att, a_rel, slope, d_slope, knee
+        )
         if attack[n]:
-            g_att += d
+            g_att += d_coef
         else:
-            g_rel += d
-        g_r = lam * (1.0 - a)
-        carry = lam * a
+            g_rel += d_coef
         if region[n] == 0:
             continue
-        if region[n] == 1:
-            u = over + 0.5 * knee
-            d_level = g_r * slope * u / knee
-            g_ratio += g_r * d_slope * u * u / (2.0 * knee)
-            g_knee += g_r * slope * (u / (2.0 * knee) - u * u / (2.0 * knee * knee))
-        else:
-            d_level = g_r * slope
-            g_ratio += g_r * d_slope * over
+        g_ratio += d_ratio
+        g_knee += d_knee
         g_thr -= d_level
         k = pick[n]
         xv = x[n, k] * 1.0
