@@ -61,15 +61,24 @@ def timed_pair(ours, theirs, device: str, repeats: int) -> tuple[float, float, f
     return min(t_ours), min(t_theirs), ratios[len(ratios) // 2]  # min: other processes only ever add time
 
 
-def ours_compressor(x):
-    comp = Compressor(SR, threshold_db=-20, ratio=4, knee_db=0, attack_ms=5, release_ms=100).to(x.device)
+def ours(processor: torch.nn.Module, x: torch.Tensor):
+    """Forward and backward of one of our processors on ``x``, as a closure."""
+    processor = processor.to(x.device)
 
     def run():
         xi = x.detach().requires_grad_()
-        comp.zero_grad()
-        comp(xi).square().mean().backward()
+        processor.zero_grad()
+        processor(xi).square().mean().backward()
 
     return run
+
+
+def ours_compressor(x):
+    return ours(Compressor(SR, threshold_db=-20, ratio=4, knee_db=0, attack_ms=5, release_ms=100), x)
+
+
+def ours_limiter(x):
+    return ours(Limiter(SR, ceiling_db=-1, release_ms=50, lookahead_ms=5), x)
 
 
 def torchcomp_compressor(x):
@@ -89,17 +98,6 @@ def torchcomp_compressor(x):
         level = xi.abs().amax(dim=1).clamp_min(1e-7)
         gain = compexp_gain(level, p["comp_thresh"], p["comp_ratio"], -120.0, 0.5, p["at"], p["rt"])
         (xi * gain[:, None]).square().mean().backward()
-
-    return run
-
-
-def ours_limiter(x):
-    lim = Limiter(SR, ceiling_db=-1, release_ms=50, lookahead_ms=5).to(x.device)
-
-    def run():
-        xi = x.detach().requires_grad_()
-        lim.zero_grad()
-        lim(xi).square().mean().backward()
 
     return run
 

@@ -43,39 +43,32 @@ def lstsq_fit(x, y, taps):
     return solution, columns @ solution
 
 
-def test_taps_solve_the_least_squares_problem_over_the_processed_span():
-    rng = np.random.default_rng(0)
-    x, y = rng.standard_normal((2, 2, 300))
-    fit = project(torch.tensor(x), torch.tensor(y), 8)
-    for channel in range(2):
-        taps, fitted = lstsq_fit(x[channel], y[channel], 8)
-        np.testing.assert_allclose(fit.taps[channel].numpy(), taps, rtol=1e-6, atol=1e-9)
+def assert_fit_matches_lstsq(x, y, taps):
+    """``project``'s taps, fitted signal and residual for every channel of ``x, y`` (C, T) against numpy."""
+    fit = project(torch.tensor(x), torch.tensor(y), taps)
+    for channel in range(len(x)):
+        expected, fitted = lstsq_fit(x[channel], y[channel], taps)
+        np.testing.assert_allclose(fit.taps[channel].numpy(), expected, rtol=1e-6, atol=1e-9)
         np.testing.assert_allclose(fit.fitted[channel].numpy(), fitted, atol=1e-9)
         np.testing.assert_allclose(fit.residual[channel].numpy(), y[channel] - fitted, atol=1e-9)
+
+
+def test_taps_solve_the_least_squares_problem_over_the_processed_span():
+    x, y = np.random.default_rng(0).standard_normal((2, 2, 300))
+    assert_fit_matches_lstsq(x, y, 8)
 
 
 @pytest.mark.parametrize("n_samples", [5000, 3 * 2036, 2036 + 1])
 def test_block_wise_correlations_match_least_squares_across_blocks(n_samples):
     # 8 taps: 2048-sample blocks of 2036 new samples each; the last block cut short, whole, or one sample (the
     # reference's segments then lie partly within it, wholly within it, or nowhere within it)
-    rng = np.random.default_rng(1)
-    x = rng.standard_normal((2, n_samples))
-    y = np.tanh(2 * x) + 0.3 * np.roll(x, 3, axis=-1)
-    fit = project(torch.tensor(x), torch.tensor(y), 8)
-    for channel in range(2):
-        taps, fitted = lstsq_fit(x[channel], y[channel], 8)
-        np.testing.assert_allclose(fit.taps[channel].numpy(), taps, rtol=1e-6, atol=1e-9)
-        np.testing.assert_allclose(fit.fitted[channel].numpy(), fitted, atol=1e-9)
+    x = np.random.default_rng(1).standard_normal((2, n_samples))
+    assert_fit_matches_lstsq(x, np.tanh(2 * x) + 0.3 * np.roll(x, 3, axis=-1), 8)
 
 
 def test_many_short_blocks_match_least_squares(short_blocks):
-    rng = np.random.default_rng(2)
-    x, y = rng.standard_normal((2, 3, 101))
-    fit = project(torch.tensor(x), torch.tensor(y), 4)
-    for channel in range(3):
-        taps, fitted = lstsq_fit(x[channel], y[channel], 4)
-        np.testing.assert_allclose(fit.taps[channel].numpy(), taps, rtol=1e-6, atol=1e-9)
-        np.testing.assert_allclose(fit.fitted[channel].numpy(), fitted, atol=1e-9)
+    x, y = np.random.default_rng(2).standard_normal((2, 3, 101))
+    assert_fit_matches_lstsq(x, y, 4)
 
 
 def _project_outputs(reference, processed):
