@@ -20,7 +20,7 @@ import torch
 
 from drl.align import DEFAULT_MAX_DELAY_MS
 from drl.audio_io import load_audio
-from drl.bands import DEFAULT_BANDS, default_bands
+from drl.bands import DEFAULT_BANDS
 from drl.loudness import loudness_summary
 from drl.metric import DRL
 
@@ -103,7 +103,7 @@ def _values(tensor: torch.Tensor) -> float | list[float]:
 
 def measure(args: argparse.Namespace, reference: torch.Tensor, processed: torch.Tensor, sample_rate: int) -> dict:
     """The report of the files' measurements: ``reference``/``processed`` are ``(C, T)``. JSON-friendly."""
-    bands = None if args.no_bands else (args.bands if args.bands is not None else default_bands(sample_rate))
+    bands = None if args.no_bands else (args.bands if args.bands is not None else DEFAULT_BANDS)
     metric = DRL(
         sample_rate,
         bands,

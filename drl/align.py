@@ -64,12 +64,9 @@ def fractional_delay(signal: torch.Tensor, delay_samples: torch.Tensor | float) 
     delay = torch.as_tensor(delay_samples, dtype=torch.float64, device=signal.device)
     omega = 2 * math.pi * torch.arange(n // 2 + 1, dtype=torch.float64, device=signal.device) / n
     phase = -delay[..., None] * omega
-    if n % 2 == 0:
-        # The Nyquist bin of a real signal can only be scaled, not rotated.
-        rotation = torch.polar(torch.ones_like(phase), phase)
+    rotation = torch.polar(torch.ones_like(phase), phase)
+    if n % 2 == 0:  # the Nyquist bin of a real signal can only be scaled, not rotated
         rotation[..., -1] = torch.cos(phase[..., -1])
-    else:
-        rotation = torch.polar(torch.ones_like(phase), phase)
     complex_dtype = torch.complex128 if signal.dtype == torch.float64 else torch.complex64
     spectrum = torch.fft.rfft(signal, dim=-1) * rotation.to(complex_dtype)
     return torch.fft.irfft(spectrum, n=n, dim=-1)

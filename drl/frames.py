@@ -42,18 +42,19 @@ def _energy_window(length: int, dtype: torch.dtype, device: torch.device) -> tor
     return window.reshape(2, length // 2).to(dtype)
 
 
-def framed_sums(product: torch.Tensor, length: int) -> torch.Tensor:
-    """Sums of ``product (..., T)`` weighted by the squared Hann window, over frames of ``length`` samples at
-    a half-frame hop, the first frame starting half a frame before the signal and the last ending at or past
-    its end (so every sample lies in two frames), shape ``(..., n_frames)``, float64.
+def framed_sums(product: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
+    """Sums of ``product (..., T)`` weighted by the squared Hann ``window`` (its two halves, ``(2, length // 2)``
+    from :func:`_energy_window`), over frames of the window's length at a half-frame hop, the first frame
+    starting half a frame before the signal and the last ending at or past its end (so every sample lies in two
+    frames), shape ``(..., n_frames)``, float64.
 
     The signal is read in place as half-frame blocks (only a partial last block is copied): each block's
     sums under the window's first and second halves, then frame k = first half of block k-1 + second half
     of block k, with empty blocks before the start and after the end.
     """
-    half = length // 2
+    half = window.shape[-1]
     n_full = product.shape[-1] // half
-    window = _energy_window(length, product.dtype, product.device).transpose(0, 1)
+    window = window.transpose(0, 1)
     halves = [product[..., : n_full * half].reshape(*product.shape[:-1], n_full, half) @ window]
     if product.shape[-1] > n_full * half:
         rest = product[..., n_full * half :]
@@ -74,9 +75,10 @@ def frame_energies(
     identical or gain-changed signals still read at the floor in float32. ``length``: see :func:`frame_length`.
     """
     x, d = reference, residual
-    xx = framed_sums(x.square(), length)
-    xd = framed_sums(x * d, length)
-    dd = framed_sums(d.square(), length)
+    window = _energy_window(length, x.dtype, x.device)
+    xx = framed_sums(x.square(), window)
+    xd = framed_sums(x * d, window)
+    dd = framed_sums(d.square(), window)
     has_reference = xx > 0
     correction = torch.where(has_reference, xd / torch.where(has_reference, xx, torch.ones_like(xx)), 0.0)
     frame_residual = (dd - correction * xd).clamp_min(0.0)  # rounding can leave a tiny negative for a null

@@ -268,8 +268,7 @@ class DRL(nn.Module):
 
         # Scalars are computed in float64 and reported in the inputs' dtype.
         def per_channel(values: torch.Tensor) -> torch.Tensor:  # (B, C) -> scalar, (C,) or (B, C)
-            values = values.to(x.dtype)
-            return values if ndim == 3 else values[0] if ndim == 2 else values[0, 0]
+            return from_batch_channels_time(values.to(x.dtype), ndim)
 
         ratio = floored_ratio(residual_energy, signal_energy, self.floor_db)
         channel_db = ratio_to_db(ratio).to(x.dtype)
