@@ -142,14 +142,20 @@ def energy_to_lufs(energy: torch.Tensor) -> torch.Tensor:
     return torch.where(positive, LUFS_OFFSET + 10.0 * torch.log10(safe), torch.full_like(energy, -math.inf))
 
 
-def gated_mean_lufs(energy: torch.Tensor, relative_gate_lu: float = RELATIVE_GATE_LU) -> torch.Tensor:
-    """Integrated loudness from weighted block energies ``(..., n_blocks)`` with BS.1770 gating: ``(...)``."""
+def _gated(energy: torch.Tensor, level: torch.Tensor, relative_gate_lu: float) -> torch.Tensor:
+    """Which windows ``(..., n)`` pass the absolute gate and the relative one, ``relative_gate_lu`` below the
+    energy mean of those above the absolute gate (``level`` is ``energy`` in LUFS). No gradient."""
     with torch.no_grad():
-        level = energy_to_lufs(energy)
         absolute = level > ABSOLUTE_GATE_LUFS
         mean_absolute = (energy * absolute).sum(-1) / absolute.sum(-1).clamp_min(1)
         threshold = energy_to_lufs(mean_absolute) + relative_gate_lu
-        passed = absolute & (level > threshold[..., None])
+        return absolute & (level > threshold[..., None])
+
+
+def gated_mean_lufs(energy: torch.Tensor, relative_gate_lu: float = RELATIVE_GATE_LU) -> torch.Tensor:
+    """Integrated loudness from weighted block energies ``(..., n_blocks)`` with BS.1770 gating: ``(...)``."""
+    with torch.no_grad():
+        passed = _gated(energy, energy_to_lufs(energy), relative_gate_lu)
         count = passed.sum(-1)
     mean = (energy * passed).sum(-1) / count.clamp_min(1)
     return torch.where(count > 0, energy_to_lufs(mean), torch.full_like(mean, -math.inf))
@@ -163,7 +169,8 @@ class Loudness(nn.Module):
     other measures.
     """
 
-    def __init__(self, sample_rate: int, channel_weights=None) -> None:
+    def __init__(self, sample_rate: int, channel_weights=None, k_filter: SOSFilter | None = None) -> None:
+        """``k_filter``: this rate's K-weighting filter to share with another meter (built when None)."""
         super().__init__()
         self.sample_rate = check_sample_rate(sample_rate)
         if channel_weights is not None:
@@ -173,7 +180,7 @@ class Loudness(nn.Module):
                 raise ValueError(f"channel_weights must be a sequence of numbers, got {channel_weights!r}") from None
             channel_weights = channel_weights_tensor(n_weights, channel_weights)
         self.channel_weights = channel_weights
-        self.k_filter = SOSFilter(k_weighting_sos(self.sample_rate))
+        self.k_filter = SOSFilter(k_weighting_sos(self.sample_rate)) if k_filter is None else k_filter
         self.block = round(BLOCK_S * self.sample_rate)
         self.short_term_window = round(SHORT_TERM_S * self.sample_rate)
 
@@ -182,10 +189,17 @@ class Loudness(nn.Module):
 
         ``audio`` must already have passed :func:`check_audio`.
         """
-        audio = to_batch_channels_time(audio)
-        weights = channel_weights_tensor(audio.shape[1], self.channel_weights).to(audio.device)
-        filtered = self.k_filter(audio)
-        energies = window_energies(filtered * filtered, window, self.sample_rate)  # (B, C, n) float64
+        return self._windowed(self._weighted_squares(audio), window)
+
+    def _weighted_squares(self, audio: torch.Tensor) -> torch.Tensor:
+        """The squared K-weighted audio, ``(B, C, T)``, for :meth:`_windowed` (checked ``audio``)."""
+        filtered = self.k_filter(to_batch_channels_time(audio))
+        return filtered * filtered
+
+    def _windowed(self, squares: torch.Tensor, window: int) -> torch.Tensor:
+        """Channel-weighted means of ``squares (B, C, T)`` per window: ``(B, n_windows)`` float64."""
+        weights = channel_weights_tensor(squares.shape[1], self.channel_weights).to(squares.device)
+        energies = window_energies(squares, window, self.sample_rate)  # (B, C, n) float64
         return torch.einsum("bcn,c->bn", energies, weights)
 
     def _finish(self, value: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
@@ -223,13 +237,12 @@ class Loudness(nn.Module):
                 f"audio is shorter than one 3 s short-term window ({audio.shape[-1]} samples, need "
                 f"{self.short_term_window} at {self.sample_rate} Hz): loudness range is undefined"
             )
-        energy = self.weighted_energies(audio, self.short_term_window)
+        return self._finish(self._range(self.weighted_energies(audio, self.short_term_window)), audio)
+
+    def _range(self, energy: torch.Tensor) -> torch.Tensor:
+        """The loudness range ``(B,)`` of short-term energies ``(B, n_windows)``."""
         level = energy_to_lufs(energy)
-        with torch.no_grad():
-            absolute = level > ABSOLUTE_GATE_LUFS
-            mean_absolute = (energy * absolute).sum(-1) / absolute.sum(-1).clamp_min(1)
-            threshold = energy_to_lufs(mean_absolute) + LRA_RELATIVE_GATE_LU
-            passed = absolute & (level > threshold[:, None])
+        passed = _gated(energy, level, LRA_RELATIVE_GATE_LU)
         quantiles = torch.tensor(LRA_PERCENTILES, dtype=level.dtype, device=level.device)
         ranges = []
         for row, keep in zip(level, passed):  # one item of the batch at a time: the kept counts differ
@@ -239,7 +252,7 @@ class Loudness(nn.Module):
             else:
                 low, high = torch.quantile(kept, quantiles)
                 ranges.append(high - low)
-        return self._finish(torch.stack(ranges), audio)
+        return torch.stack(ranges)
 
 
 @functools.lru_cache(maxsize=4)
@@ -251,9 +264,7 @@ def _meter_for(sample_rate: int, channel_weights) -> Loudness:
     sample_rate = check_sample_rate(sample_rate)
     if channel_weights is None:
         return _meter(sample_rate)  # cached, so its filter responses are reused between calls
-    meter = Loudness(sample_rate, channel_weights)
-    meter.k_filter = _meter(sample_rate).k_filter
-    return meter
+    return Loudness(sample_rate, channel_weights, k_filter=_meter(sample_rate).k_filter)
 
 
 def integrated_loudness(audio: torch.Tensor, sample_rate: int,
@@ -295,11 +306,14 @@ def loudness_summary(audio: torch.Tensor, sample_rate: int, channel_weights=None
         raise ValueError(f"loudness_summary takes (T,) or (C, T) audio, got shape {tuple(audio.shape)}")
     with torch.no_grad():
         meter = _meter_for(sample_rate, channel_weights)
-        lra = None
+        squares = meter._weighted_squares(audio)  # K-weighted once for both measures
+        integrated = lra = None
+        if audio.shape[-1] >= meter.block:
+            integrated = float(meter._finish(gated_mean_lufs(meter._windowed(squares, meter.block)), audio))
         if audio.shape[-1] >= meter.short_term_window:
-            lra = float(meter.loudness_range(audio))
+            lra = float(meter._finish(meter._range(meter._windowed(squares, meter.short_term_window)), audio))
         return {
-            "integrated_lufs": float(meter(audio)) if audio.shape[-1] >= meter.block else None,
+            "integrated_lufs": integrated,
             "lra": lra,
             "true_peak_dbtp": float(true_peak(audio, sample_rate).max()),
             "sample_peak_dbfs": float(sample_peak(audio).max()),
