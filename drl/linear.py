@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from drl.align import fast_fft_length
+from drl.validation import energy
 
 RIDGE = 1e-10
 MIN_BLOCK_FFT = 2048  # the shortest block transform; with many taps, 8 times the taps (see _block_plan)
@@ -228,11 +229,14 @@ def _fit(reference: torch.Tensor, processed: torch.Tensor, taps: int) -> tuple[_
     return segments, factor, _solve(factor, segments.lags(segments.correlate(processed), -(taps // 2)))
 
 
-def _projection(solution: torch.Tensor, fitted: torch.Tensor, processed: torch.Tensor) -> Projection:
+def _project(
+    reference: torch.Tensor, processed: torch.Tensor, taps: int
+) -> tuple[_Segments, torch.Tensor, Projection]:
+    """The whole fit: the reference's segments, the Cholesky factor and the projection."""
+    segments, factor, solution = _fit(reference, processed, taps)
+    fitted = segments.filter(solution.to(reference.dtype))
     residual = processed - fitted
-    return Projection(
-        solution, fitted, residual, residual.square().sum(dim=-1).double(), fitted.square().sum(dim=-1).double()
-    )
+    return segments, factor, Projection(solution, fitted, residual, energy(residual), energy(fitted))
 
 
 class _ProjectProcessed(torch.autograd.Function):
@@ -245,8 +249,7 @@ class _ProjectProcessed(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, reference: torch.Tensor, processed: torch.Tensor, taps: int):
-        segments, factor, solution = _fit(reference, processed, taps)
-        fit = _projection(solution, segments.filter(solution.to(reference.dtype)), processed)
+        segments, factor, fit = _project(reference, processed, taps)
         ctx.set_materialize_grads(False)
         ctx.segments = segments
         ctx.save_for_backward(factor, fit.fitted, fit.residual)
@@ -288,6 +291,5 @@ def project(reference: torch.Tensor, processed: torch.Tensor, taps: int) -> Proj
     if n_samples < taps:
         raise ValueError(f"linear_taps={taps} needs signals of at least {taps} samples, got {n_samples}")
     if reference.requires_grad and torch.is_grad_enabled():
-        segments, _, solution = _fit(reference, processed, taps)
-        return _projection(solution, segments.filter(solution.to(reference.dtype)), processed)
+        return _project(reference, processed, taps)[2]
     return Projection(*_ProjectProcessed.apply(reference, processed, taps))

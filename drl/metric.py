@@ -25,6 +25,7 @@ from drl.validation import (
     check_energies,
     check_pair,
     check_sample_rate,
+    energy,
     from_batch_channels_time,
     to_batch_channels_time,
 )
@@ -69,11 +70,6 @@ def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     DRL by hundredths of a dB.
     """
     return (a * b).sum(dim=-1).double()
-
-
-def energy(signal: torch.Tensor) -> torch.Tensor:
-    """``sum_t signal^2`` over the last axis, in float64 (see :func:`dot`)."""
-    return signal.square().sum(dim=-1).double()
 
 
 def level_match(reference: torch.Tensor, processed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -116,6 +116,12 @@ def check_pair(
     return reference.to(dtype), processed.to(dtype)
 
 
+def energy(signal: torch.Tensor) -> torch.Tensor:
+    """``sum_t signal^2`` over the last axis, in float64 (the sum itself in the signal's dtype, which
+    accumulates in cascades: see :func:`drl.metric.dot`)."""
+    return signal.square().sum(dim=-1).double()
+
+
 def check_energies(
     named: dict[str, torch.Tensor], known: dict[str, torch.Tensor] | None = None
 ) -> dict[str, torch.Tensor]:
@@ -128,7 +134,7 @@ def check_energies(
     """
     known = known or {}
     energies = {
-        name: known[name] if name in known else audio.square().sum(dim=-1).double() for name, audio in named.items()
+        name: known[name] if name in known else energy(audio) for name, audio in named.items()
     }
     counts = torch.stack(
         [torch.stack([(~torch.isfinite(e.detach())).sum(), (e.detach() <= 0).sum()]) for e in energies.values()]
