@@ -785,9 +785,7 @@ class _PeakCompressor(torch.autograd.Function):
             grad_y = torch.zeros_like(x)
         if grad_s is None:  # on the CPU a stride-0 view: the kernel reads one zero over and over
             grad_s = torch.zeros(1, dtype=s.dtype, device=s.device).expand(n_signals, size)
-            if _on_device(x):
-                grad_s = grad_s.contiguous()
-        elif not _on_device(x):
+        elif not _on_device(x):  # (on a GPU the time-major copy below is contiguous either way)
             grad_s = grad_s.contiguous()
         if _on_device(x):
             xt = x.detach().permute(2, 0, 1).contiguous()

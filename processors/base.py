@@ -52,10 +52,10 @@ class Processor(nn.Module):
         self.sample_rate = check_sample_rate(sample_rate)
         self._specs = {spec.name: spec for spec in self.active_specs()}
         self.raw = nn.ParameterDict()
-        values = {name: spec.default for name, spec in self._specs.items()}
+        # defaults need no check: ParamSpec refuses one outside its range
+        values = {name: as_value_tensor(name, spec.default) for name, spec in self._specs.items()}
         values.update(self._checked(physical_values))
         for name, value in values.items():
-            value = self._specs[name].check(as_value_tensor(name, value))
             self.raw[name] = nn.Parameter(self._specs[name].to_unconstrained(value))
 
     def active_specs(self) -> tuple[ParamSpec, ...]:
@@ -64,17 +64,12 @@ class Processor(nn.Module):
 
     # --- parameters -------------------------------------------------------------------------------------------
     def _checked(self, physical_values: dict) -> dict[str, torch.Tensor]:
-        checked = {}
-        for name, value in physical_values.items():
-            if name not in self._specs:
-                allowed = ", ".join(self._specs) or "none"
-                raise ValueError(f"{type(self).__name__} has no parameter {name!r} (parameters: {allowed})")
-            checked[name] = self._specs[name].check(as_value_tensor(name, value))
-        return checked
+        return {name: self.spec(name).check(as_value_tensor(name, value)) for name, value in physical_values.items()}
 
     def spec(self, name: str) -> ParamSpec:
         if name not in self._specs:
-            raise ValueError(f"{type(self).__name__} has no parameter {name!r} (parameters: {', '.join(self._specs)})")
+            allowed = ", ".join(self._specs) or "none"
+            raise ValueError(f"{type(self).__name__} has no parameter {name!r} (parameters: {allowed})")
         return self._specs[name]
 
     def param(self, name: str) -> torch.Tensor:

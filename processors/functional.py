@@ -144,15 +144,8 @@ def _detector(x, sample_rate, detector, rms_ms, stereo_link):
     return (det.amax(dim=1, keepdim=True) if stereo_link else det), scale, floor
 
 
-def detector_level_db(x, sample_rate, *, detector="peak", rms_ms=None, stereo_link=True):
-    """Step 1: level L (B, C or 1, T) in dB: peak 20 log10(|x| + 1e-12), or one-pole mean square in dB."""
-    det, scale, floor = _detector(x, sample_rate, detector, rms_ms, stereo_link)
-    return scale * torch.log10(det + floor)
-
-
 def _compressor_bct(x, threshold_db, ratio, knee_db, attack_ms, release_ms, makeup_db, *, sample_rate, detector,
                     rms_ms, stereo_link):
-    _check_choice("detector", detector, DETECTORS)
     """(y, gain reduction s in dB (B, C or 1, T)); steps 1-5 compiled, with the curve of static_curve_db."""
     b, c, t = x.shape
     n = 1 if stereo_link else c  # signals per batch item

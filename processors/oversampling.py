@@ -27,7 +27,7 @@ def _kernel_np(factor: int) -> np.ndarray:
 
 
 def _kernel(factor: int, like: torch.Tensor) -> torch.Tensor:
-    return torch.as_tensor(_kernel_np(factor), dtype=like.dtype, device=like.device).view(1, 1, -1)
+    return torch.as_tensor(_kernel_np(factor), dtype=like.dtype, device=like.device)
 
 
 def _fft_filter(v: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
@@ -46,11 +46,11 @@ def upsample(x: torch.Tensor, factor: int) -> torch.Tensor:
         return x
     b, c, t = x.shape
     stuffed = torch.nn.functional.pad(x.unsqueeze(-1), (0, factor - 1)).reshape(b, c, t * factor)
-    return _fft_filter(stuffed, _kernel(factor, x).view(-1) * factor)
+    return _fft_filter(stuffed, _kernel(factor, x) * factor)
 
 
 def downsample(v: torch.Tensor, factor: int) -> torch.Tensor:
     """(B, C, T factor) -> (B, C, T): anti-alias low-pass, then every factor-th sample (aligned)."""
     if factor == 1:
         return v
-    return _fft_filter(v, _kernel(factor, v).view(-1))[..., ::factor]
+    return _fft_filter(v, _kernel(factor, v))[..., ::factor]
