@@ -7,7 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from drl.validation import check_audio, check_sample_rate, from_batch_channels_time, to_batch_channels_time
+from drl.validation import check_sample_rate
+from processors.functional import on_audio
 from processors.params import ParamSpec
 
 
@@ -135,10 +136,7 @@ class Processor(nn.Module):
     # --- processing -------------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Process ``x`` of shape (T,), (C, T) or (B, C, T); returns the same shape, time-aligned."""
-        x = check_audio(x, "x", allow_half=False)
-        ndim = x.ndim
-        xb = to_batch_channels_time(x)
-        return from_batch_channels_time(self.process(xb, **self._batched_params(xb)), ndim)
+        return on_audio(x, lambda xb: self.process(xb, **self._batched_params(xb)))
 
     def process(self, x: torch.Tensor, **params: torch.Tensor) -> torch.Tensor:
         """(B, C, T) audio and (B,) physical parameters -> (B, C, T) audio."""

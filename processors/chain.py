@@ -8,8 +8,8 @@ from dataclasses import replace
 import torch
 from torch import nn
 
-from drl.validation import check_audio, from_batch_channels_time, to_batch_channels_time
 from processors.base import Processor
+from processors.functional import on_audio
 from processors.params import ParamSpec
 
 
@@ -107,8 +107,9 @@ class Chain(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Run every stage in order on (T,), (C, T) or (B, C, T) audio; returns the same shape."""
-        x = check_audio(x, "x", allow_half=False)
-        y = to_batch_channels_time(x)
+        return on_audio(x, self._process)
+
+    def _process(self, y: torch.Tensor) -> torch.Tensor:
         for proc in self.stages.values():
             y = proc.process(y, **proc._batched_params(y))
-        return from_batch_channels_time(y, x.ndim)
+        return y

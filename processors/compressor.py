@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 
-from drl.validation import check_audio, from_batch_channels_time, to_batch_channels_time
 from processors import functional as Fn
 from processors.base import Processor, check_flag
 from processors.params import ParamSpec
@@ -47,12 +46,12 @@ class Compressor(Processor):
 
     def gain_reduction_db(self, x: torch.Tensor) -> torch.Tensor:
         """Smoothed gain reduction s >= 0 dB (before make-up): the shape of x, or 1 channel when linked."""
-        x = check_audio(x, "x", allow_half=False)
-        xb = to_batch_channels_time(x)
+        return Fn.on_audio(x, self._gain_reduction_db)
+
+    def _gain_reduction_db(self, xb: torch.Tensor) -> torch.Tensor:
         p = self._batched_params(xb)
-        s = Fn.compressor_gain_reduction_db_bct(xb, p["threshold_db"], p["ratio"], p["knee_db"], p["attack_ms"],
-                                                p["release_ms"], rms_ms=p["rms_ms"], **self._options())
-        return from_batch_channels_time(s, x.ndim)
+        return Fn.compressor_gain_reduction_db_bct(xb, p["threshold_db"], p["ratio"], p["knee_db"], p["attack_ms"],
+                                                   p["release_ms"], rms_ms=p["rms_ms"], **self._options())
 
     def static_curve_db(self, level_db: torch.Tensor) -> torch.Tensor:
         """Output level (dB) of the static curve incl. make-up for input levels ``level_db`` (any shape);

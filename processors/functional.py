@@ -76,13 +76,16 @@ def _check_choice(name: str, value, allowed) -> None:
         raise ValueError(f"{name} must be one of {', '.join(map(str, allowed))}; got {value!r}")
 
 
-def _wrap(fn, x: torch.Tensor, sample_rate: int | None, params: dict, **options):
+def on_audio(x: torch.Tensor, fn) -> torch.Tensor:
+    """``fn`` of the (B, C, T) view of ``x`` ((T,), (C, T) or (B, C, T), checked), in ``x``'s layout."""
     x = check_audio(x, "x", allow_half=False)
-    xb = to_batch_channels_time(x)
-    values = {name: _item(value, xb, name) for name, value in params.items()}
+    return from_batch_channels_time(fn(to_batch_channels_time(x)), x.ndim)
+
+
+def _wrap(fn, x: torch.Tensor, sample_rate: int | None, params: dict, **options):
     if sample_rate is not None:
         options["sample_rate"] = check_sample_rate(sample_rate)
-    return from_batch_channels_time(fn(xb, **values, **options), x.ndim)
+    return on_audio(x, lambda xb: fn(xb, **{name: _item(value, xb, name) for name, value in params.items()}, **options))
 
 
 # --- gain -------------------------------------------------------------------------------------------------

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 
-from drl.validation import check_audio, from_batch_channels_time, to_batch_channels_time
 from processors import functional as Fn
 from processors.base import Processor, check_flag
 from processors.params import ParamSpec
@@ -52,7 +51,4 @@ class Limiter(Processor):
 
     def gain_reduction_db(self, x: torch.Tensor) -> torch.Tensor:
         """Gain reduction >= 0 dB: the shape of x, or 1 channel when linked."""
-        x = check_audio(x, "x", allow_half=False)
-        xb = to_batch_channels_time(x)
-        g = self._gain(xb, **self._batched_params(xb))
-        return from_batch_channels_time(-20.0 * torch.log10(g), x.ndim)
+        return Fn.on_audio(x, lambda xb: -20.0 * torch.log10(self._gain(xb, **self._batched_params(xb))))
