@@ -105,7 +105,7 @@ def train(cfg: DictConfig) -> dict:
         spec.build(track.sample_rate, suggest_settings(track.audio, track.sample_rate, target), defaults=True)
     if mode == "per_track":
         return _train_per_track(cfg, trainer, tracks, target, weights, spec, optimizer, crop, crops_per_batch,
-                                out_dir, ckpt_path)
+                                out_dir, ckpt_path, (train_loader, val_loader))
 
     segments = None
     if mode == "shared":  # album: one setting for all files, crops drawn from every file
@@ -178,7 +178,7 @@ def checkpoint_path(cfg: DictConfig, out_dir: Path) -> str | None:
 
 
 def _train_per_track(cfg, trainer, tracks, target, weights, spec, optimizer, crop, crops_per_batch, out_dir,
-                     ckpt_path) -> dict:
+                     ckpt_path, loaders) -> dict:
     """Each file its own settings, all files in one batch (parameters of shape (B,))."""
     device = trainer.strategy.root_device
     rate = tracks[0].sample_rate
@@ -197,7 +197,7 @@ def _train_per_track(cfg, trainer, tracks, target, weights, spec, optimizer, cro
         objectives.append(objective)
         baselines.append(baseline)
         solvers.append(solver)
-    processor = spec.build(rate, suggest_settings(tracks[0].audio, rate, target, baselines[0])).to(device)
+    processor = spec.build(rate, solvers[0].values()).to(device)
     processor.set_values(**batch_values(solvers))
     module = PerTrackModule(
         processor, solvers, [t.audio for t in tracks], rate, objectives, optimizer, crop, spec.level_param,
@@ -206,7 +206,7 @@ def _train_per_track(cfg, trainer, tracks, target, weights, spec, optimizer, cro
     )
     baseline_s = time.perf_counter() - clock
     clock = time.perf_counter()
-    trainer.fit(module, *crop_loaders(int(cfg.data.batches_per_epoch)), ckpt_path=ckpt_path)
+    trainer.fit(module, *loaders, ckpt_path=ckpt_path)
     if module.finals is None:
         module.finalize(tol_lu=tol)
     timing = {"baselines_and_start": round(baseline_s, 3), "fit": round(time.perf_counter() - clock, 3),

@@ -60,6 +60,10 @@ class ParamSpec:
             raise ValueError(f"{self.name} must be within {self.range_text}, got {shown}")
         return value
 
+    def clamp(self, value: float) -> float:
+        """``value`` brought into ``min..max``."""
+        return min(max(value, self.min), self.max)
+
     def _position(self, value: torch.Tensor) -> torch.Tensor:
         """Physical value -> position q in [0, 1]."""
         if self.scale == "log":

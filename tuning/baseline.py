@@ -56,7 +56,7 @@ def run_baseline(
     slope = None
     failure: ValueError | None = None
     for release, lookahead in itertools.product(release_ms, lookahead_ms):
-        chain = baseline_chain(sample_rate, min(max(start_db, -24.0), 36.0), target.ceiling_dbtp, release, lookahead,
+        chain = baseline_chain(sample_rate, Gain.specs[0].clamp(start_db), target.ceiling_dbtp, release, lookahead,
                                true_peak).to(audio.device)
         try:
             solution = solve_target(chain, audio, sample_rate, target, "gain.gain_db", "limiter.ceiling_db",

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 
 import drl
-from processors import Chain
+from processors import Chain, Gain
 from tuning.objective import Target
 
 AUTO = "auto"
@@ -139,7 +139,7 @@ def suggest_settings(
     stats = level_statistics(audio, sample_rate)
     gain_db = target.lufs - stats.lufs
     out = {
-        "gain_db": min(max(gain_db, -24.0), 36.0),
+        "gain_db": Gain.specs[0].clamp(gain_db),
         "threshold_db": min(max(stats.rms_p90_dbfs + gain_db, -60.0), 0.0),
     }
     for key in ("release_ms", "lookahead_ms"):

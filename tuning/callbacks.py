@@ -15,6 +15,7 @@ from lightning.pytorch.utilities import rank_zero_only
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the non-interactive backend)
 
+import drl  # noqa: E402
 from tuning.results import summary_table  # noqa: E402
 
 
@@ -88,8 +89,7 @@ class MediaLogger(L.Callback):
         rate = pl_module.sample_rate
         track = pl_module.track
         output = final.output
-        gain = (track * output).sum(-1, keepdim=True) / track.square().sum(-1, keepdim=True).clamp_min(1e-20)
-        residual = output - gain * track
+        _, residual = drl.level_match(track, output)
 
         part = loudest_excerpt(track, rate, self.excerpt_s)
         for tag, audio in (("input", track), ("output", output), ("residual", residual)):

@@ -11,15 +11,16 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
 import drl
+from processors import Chain
 from tuning.audio import draw_crop_starts, step_generator, take_crops
 from tuning.objective import Objective, Target
 from tuning.results import run_metrics, track_metrics
 from tuning.solve import Solution, solve_target
 
 
-def physical_params(processor) -> dict[str, torch.Tensor]:
+def physical_params(processor: Chain) -> dict[str, torch.Tensor]:
     """Dotted name -> differentiable physical value (on the parameters' device) of every parameter."""
-    return {name: processor.param(name) for name in processor.values()}
+    return {spec.name: processor.param(spec.name) for spec in processor.specs}
 
 
 #: Final metrics shown in TensorBoard's HPARAMS tab, as ``hp/<name>``.

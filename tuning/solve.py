@@ -49,7 +49,8 @@ def find_gain(
     Returns (gain_db, loudness, evaluations). Takes secant steps (slope clamped to 0.05..1) until the root is
     met or bracketed, then refines by the Illinois false-position method. The first step uses ``slope`` (a
     known dLUFS/dgain, e.g. from an earlier solve) or else assumes 1 and stretches the step by 1.5 so that it
-    brackets. Raises ValueError when the target lies beyond what the range of gains reaches.
+    brackets. The gain returned is the last one ``loudness_at`` was called with. Raises ValueError when the
+    target lies beyond what the range of gains reaches.
     """
     if isinstance(tol_lu, bool) or not isinstance(tol_lu, (int, float)) or not 0 < tol_lu < math.inf:
         raise ValueError(f"the loudness tolerance (solve.tol_lu) must be a finite number of LU > 0, got {tol_lu!r}")
@@ -157,8 +158,6 @@ def solve_target(
     for _ in range(max_rounds):
         gain, _, _ = find_gain(loudness_at, target.lufs, start, spec.min, spec.max, tol_lu=tol_lu,
                                slope=slope_hint)
-        if last.get("gain") != gain:
-            loudness_at(gain)
         output, lufs = last["output"], last["lufs"]
         peak = float(drl.true_peak(output, sample_rate).amax())
         excess = peak - target.ceiling_dbtp
