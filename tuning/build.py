@@ -100,11 +100,6 @@ class ProcessorSpec:
             out[key] = [k for k, v in keywords.items() if v == AUTO]
         return out
 
-    def stage_kind(self, key: str) -> str:
-        stage = self.stages[key]
-        target = stage.func if isinstance(stage, functools.partial) else stage
-        return getattr(target, "__name__", str(target)).lower()
-
     def build(self, sample_rate: int, suggestions: Mapping[str, float], *, defaults: bool = False) -> Chain:
         """Build every stage at ``sample_rate``, filling "auto" values from ``suggestions`` (keyed
         ``"<stage>.<param>"`` or ``"<param>"``), then freeze the frozen parameters. With ``defaults``, an
