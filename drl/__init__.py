@@ -15,3 +15,7 @@ from drl.loudness import (
     short_term_loudness,
 )
 from drl.peak import TruePeak, sample_peak, true_peak
+
+# What the ear hears of a residual: the noise-to-mask ratio; what lies below the audible band.
+from drl.infrasound import dc_offset, infrasound_share
+from drl.nmr import nmr_db

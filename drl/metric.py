@@ -21,6 +21,7 @@ from drl.align import DEFAULT_MAX_DELAY_MS, _correlation_delay, compensate_delay
 from drl.bands import DEFAULT_BANDS, band_energies, band_key, band_weights, check_bands, default_bands
 from drl.frames import frame_energies, frame_length
 from drl.linear import check_linear_taps, project
+from drl.nmr import noise_to_mask
 from drl.validation import (
     check_energies,
     check_pair,
@@ -187,6 +188,9 @@ class DRL(nn.Module):
       channel): the level matched per frame, see :mod:`drl.frames`. The other keys stay as they are.
     - ``linear_taps``: the main keys measure what remains after the best ``linear_taps``-tap FIR fit of the
       reference (see :mod:`drl.linear`) instead of a gain; frame-wise values keep the per-frame gain.
+    - ``nmr=True``: ``nmr_db`` (mean) and ``channel_nmr_db`` (per channel), the noise-to-mask ratio: the
+      residual against the reference's masking threshold per critical band and frame (:mod:`drl.nmr`), the
+      measure that agrees with a perceptual model of hearing; its own level match, whatever ``linear_taps``.
 
     Args:
         sample_rate: in Hz.
@@ -197,6 +201,7 @@ class DRL(nn.Module):
         floor_db: the soft floor of every dB value (see :func:`floored_ratio`).
         frame_ms: frame length of the frame-wise DRL (off when None).
         linear_taps: an even number of FIR taps to remove the linear response with (off when None).
+        nmr: also report the noise-to-mask ratio.
     """
 
     def __init__(
@@ -209,6 +214,7 @@ class DRL(nn.Module):
         floor_db: float = DEFAULT_FLOOR_DB,
         frame_ms: float | None = None,
         linear_taps: int | None = None,
+        nmr: bool = False,
     ) -> None:
         super().__init__()
         self.sample_rate = check_sample_rate(sample_rate)
@@ -224,6 +230,9 @@ class DRL(nn.Module):
         self.frame_ms = frame_ms
         self._frame_length = None if frame_ms is None else frame_length(self.sample_rate, frame_ms)
         self.linear_taps = None if linear_taps is None else check_linear_taps(linear_taps)
+        if not isinstance(nmr, bool):
+            raise ValueError(f"nmr must be True or False, got {nmr!r}")
+        self.nmr = nmr
         self._weights_cache: tuple[tuple, torch.Tensor] | None = None
 
     def _band_weights(self, n_samples: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -238,7 +247,7 @@ class DRL(nn.Module):
         return (
             f"sample_rate={self.sample_rate}, frequency_bands={self.frequency_bands}, align={self.align}, "
             f"max_delay_ms={self.max_delay_ms}, floor_db={self.floor_db}, frame_ms={self.frame_ms}, "
-            f"linear_taps={self.linear_taps}"
+            f"linear_taps={self.linear_taps}, nmr={self.nmr}"
         )
 
     def forward(self, reference: torch.Tensor, processed: torch.Tensor) -> dict:
@@ -290,6 +299,11 @@ class DRL(nn.Module):
             extra["frame_drl_db"] = ratio_to_db(frame_ratio).mean().to(x.dtype)
             extra["frame_drl_percent"] = ratio_to_percent(frame_ratio).mean().to(x.dtype)
             extra["channel_frame_drl_db"] = per_channel(ratio_to_db(frame_ratio))
+
+        if self.nmr:
+            masked = ratio_to_db(floored_ratio(*noise_to_mask(x, y, self.sample_rate), self.floor_db))
+            extra["nmr_db"] = masked.mean().to(x.dtype)
+            extra["channel_nmr_db"] = per_channel(masked)
 
         return {
             "total_drl_db": channel_db.mean(),

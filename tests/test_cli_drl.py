@@ -117,3 +117,21 @@ def test_default_bands_fit_a_16_khz_file(files, capsys):
     report = json.loads(capsys.readouterr().out)
     assert list(report["band_drl_db"]) == ["20_200", "200_2000", "2000_8000"]
     assert report["total_drl_db"] == pytest.approx(float(expected.mean()), abs=1e-3)
+
+
+def test_nmr_in_text_and_json(files, capsys):
+    from drl.__main__ import main
+
+    import drl
+    import torch
+
+    paths, _ = files
+    assert main([str(paths["reference"]), str(paths["processed"]), "--nmr", "--json", "--no-bands"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    x = torch.from_numpy(sf.read(paths["reference"], dtype="float32")[0].T.copy())
+    y = torch.from_numpy(sf.read(paths["processed"], dtype="float32")[0].T.copy())
+    expected = drl.nmr_db(x, y, SR)
+    assert report["channel_nmr_db"] == pytest.approx(expected.tolist(), abs=1e-4)
+    assert report["nmr_db"] == pytest.approx(float(expected.mean()), abs=1e-4)
+    assert main([str(paths["reference"]), str(paths["processed"]), "--nmr"]) == 0
+    assert any(line.startswith("NMR") for line in capsys.readouterr().out.splitlines())

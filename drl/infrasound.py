@@ -1,0 +1,38 @@
+"""What lies below the audible band: a track's DC offset and the share of its energy below 20 Hz.
+
+Real files carry both (offsets up to 0.4 of full scale, slow drifts holding most of a track's energy): they
+take headroom from a limiter without being heard, and a measure of distortion that counts energy then mostly
+measures what a processor does to them. The tuning jobs report both and remove them first when they matter.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from drl.bands import band_energies, band_weights
+from drl.validation import check_audio, check_sample_rate, energy
+
+#: The upper edge of the infrasound band, in Hz.
+INFRASOUND_HZ = 20.0
+
+
+def dc_offset(audio: torch.Tensor) -> torch.Tensor:
+    """The mean of each channel of ``audio`` ((T,), (C, T) or (B, C, T)): shape ``audio.shape[:-1]``, float64."""
+    audio = check_audio(audio, "audio")
+    return audio.double().mean(dim=-1)
+
+
+def infrasound_share(audio: torch.Tensor, sample_rate: int, below_hz: float = INFRASOUND_HZ) -> torch.Tensor:
+    """The share (0..1) of the energy of ``audio`` below ``below_hz`` (DC included), over all channels of each
+    item: a scalar, or ``(B,)`` for ``(B, C, T)``. Exact brick-wall split of one FFT (:mod:`drl.bands`)."""
+    audio = check_audio(audio, "audio").double()
+    sample_rate = check_sample_rate(sample_rate)
+    if not 0 < below_hz < sample_rate / 2:
+        raise ValueError(f"below_hz must lie within 0..{sample_rate / 2:g} Hz, got {below_hz}")
+    weights = band_weights(audio.shape[-1], sample_rate, [(0.0, below_hz)], dtype=audio.dtype, device=audio.device)
+    low = band_energies(audio, weights)[0]
+    total = energy(audio)
+    dims = tuple(range(max(audio.ndim - 2, 0), audio.ndim - 1))  # the channel axis, if any
+    if dims:
+        low, total = low.sum(dim=dims), total.sum(dim=dims)
+    return torch.where(total > 0, low / torch.where(total > 0, total, torch.ones_like(total)), 0.0)
