@@ -8,5 +8,6 @@ from processors.gain import Gain
 from processors.limiter import Limiter
 from processors.params import ParamSpec
 from processors.saturator import Saturator
+from processors.subsonic import Subsonic
 
-__all__ = ["ParamSpec", "Processor", "Gain", "Saturator", "Compressor", "Limiter", "Chain", "functional"]
+__all__ = ["ParamSpec", "Processor", "Gain", "Saturator", "Compressor", "Limiter", "Subsonic", "Chain", "functional"]

@@ -8,8 +8,12 @@ Processor modules call those.
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 
+from drl.filtering import sosfilt
 from drl.peak import true_peak_oversample
 from drl.validation import check_audio, check_sample_rate, from_batch_channels_time, to_batch_channels_time
 from processors import ballistics
@@ -237,3 +241,58 @@ def limit(x, sample_rate, ceiling_db=-1.0, release_ms=50.0, lookahead_ms=5.0, sl
     if slow_release_ms is not None:
         params["slow_release_ms"] = slow_release_ms
     return _wrap(limit_bct, x, sample_rate, params, true_peak=true_peak, stereo_link=stereo_link)
+
+
+# --- subsonic (DC and infrasound) filter ----------------------------------------------------------------
+def highpass_sos(sample_rate: int, cutoff_hz: float) -> np.ndarray:
+    """A fourth-order Butterworth high-pass as two biquads ``(2, 6)`` (bilinear transform, pre-warped to
+    ``cutoff_hz``): the analog prototype's pole pairs have quality factors 1 / (2 cos(pi/8)) and
+    1 / (2 cos(3 pi/8))."""
+    k = math.tan(math.pi * cutoff_hz / sample_rate)
+    sections = []
+    for q in (0.5 / math.cos(math.pi / 8), 0.5 / math.cos(3 * math.pi / 8)):
+        d = 1.0 + k / q + k * k
+        sections.append([1.0 / d, -2.0 / d, 1.0 / d, 1.0, 2.0 * (k * k - 1.0) / d, (1.0 - k / q + k * k) / d])
+    return np.array(sections)
+
+
+def _steady_sosfilt(x: torch.Tensor, sos: np.ndarray) -> torch.Tensor:
+    """A high-pass run from the steady state of its first input sample: filtering ``x - x[0]`` from rest is
+    the same (a high-pass's steady response to a constant is zero), so a DC offset starts no transient."""
+    return sosfilt(x - x[..., :1], sos)
+
+
+def subsonic_bct(x: torch.Tensor, *, sample_rate: int, cutoff_hz: float) -> torch.Tensor:
+    """Zero-phase high-pass of (B, C, T) audio: the Butterworth filter forwards then backwards (magnitude
+    response squared, no phase shift, so the output stays time-aligned), with ``6 fs / cutoff_hz`` samples of
+    even reflection at both ends and steady-state starts, as ``scipy.signal.sosfiltfilt(padtype="even")``.
+    Even reflection continues the local level of the signal: an odd one (scipy's default) mirrors about the end
+    sample, which puts a step of twice its distance from the local mean into the padding."""
+    sos = highpass_sos(sample_rate, cutoff_hz)
+    t = x.shape[-1]
+    pad = min(t - 1, int(round(6.0 * sample_rate / cutoff_hz)))
+    if pad > 0:
+        x = torch.cat([x[..., 1:pad + 1].flip(-1), x, x[..., -pad - 1:-1].flip(-1)], dim=-1)
+    y = _steady_sosfilt(_steady_sosfilt(x, sos).flip(-1), sos).flip(-1)
+    return y[..., pad:pad + t]
+
+
+def subsonic(x: torch.Tensor, sample_rate: int, cutoff_hz: float = 20.0) -> torch.Tensor:
+    """Remove a DC offset and infrasound: a zero-phase high-pass at ``cutoff_hz`` (amplitude response
+    ``r^8 / (1 + r^8)``, ``r = f / cutoff_hz``: -6 dB at the cutoff, -0.33 dB at 1.5 times it, -0.02 dB at twice
+    it, -21 dB at 0.75 times it, -48 dB at half of it), time-aligned; linear, so differentiable in ``x``."""
+    cutoff_hz = check_cutoff_hz(cutoff_hz, sample_rate)
+    return on_audio(x, lambda xb: subsonic_bct(xb, sample_rate=check_sample_rate(sample_rate), cutoff_hz=cutoff_hz))
+
+
+#: The range of the subsonic filter's cutoff, in Hz: below the audible band, above the slowest drifts.
+SUBSONIC_CUTOFF_RANGE_HZ = (1.0, 40.0)
+
+
+def check_cutoff_hz(cutoff_hz, sample_rate: int) -> float:
+    """``cutoff_hz`` as a float after checking it lies in :data:`SUBSONIC_CUTOFF_RANGE_HZ`."""
+    low, high = SUBSONIC_CUTOFF_RANGE_HZ
+    if isinstance(cutoff_hz, bool) or not isinstance(cutoff_hz, (int, float)) or not low <= cutoff_hz <= high:
+        raise ValueError(f"cutoff_hz must be a number within {low:g}..{high:g} Hz, got {cutoff_hz!r}")
+    check_sample_rate(sample_rate)
+    return float(cutoff_hz)
