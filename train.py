@@ -22,17 +22,18 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 import drl
-from tuning.audio import Track, check_count, check_crop_length, crop_loaders, join_tracks, load_folder
+from tuning.audio import (
+    Track, check_count, check_crop_length, condition_track, crop_loaders, join_tracks, load_folder,
+)
 from tuning.batch import PerTrackModule, batch_values
-from tuning.baseline import render_baseline, run_baseline
-from tuning.build import ProcessorSpec, suggest_settings
+from tuning.baseline import of_structure, render_baseline, run_baseline
+from tuning.build import ProcessorSpec, choose_start, suggest_settings
 from tuning.callbacks import SolveTarget
 from tuning.module import TuningModule
 from tuning.objective import Objective
 from tuning.results import (
     check_fresh, check_fresh_summary, summary_row, summary_table, track_metrics, write_results, write_summary,
 )
-from tuning.solve import solve_target
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 #: Errors that mean bad input or a bad config: one line on stderr, exit code 2.
@@ -87,6 +88,7 @@ def train(cfg: DictConfig) -> dict:
     spec: ProcessorSpec = instantiate(cfg.processor)
     optimizer = instantiate(cfg.optim)
     mode, tracks = load_tracks(cfg)
+    tracks, conditioning = condition_tracks(tracks, cfg.get("subsonic") or {})
     crop = max(check_crop_length(track, float(cfg.data.crop_s)) for track in tracks)
     for track in tracks:
         check_fresh(out_dir / track.name if mode != "single" else out_dir, track.name)
@@ -105,7 +107,7 @@ def train(cfg: DictConfig) -> dict:
         spec.build(track.sample_rate, suggest_settings(track.audio, track.sample_rate, target), defaults=True)
     if mode == "per_track":
         return _train_per_track(cfg, trainer, tracks, target, weights, spec, optimizer, crop, crops_per_batch,
-                                out_dir, ckpt_path, (train_loader, val_loader))
+                                out_dir, ckpt_path, (train_loader, val_loader), conditioning)
 
     segments = None
     if mode == "shared":  # album: one setting for all files, crops drawn from every file
@@ -119,13 +121,10 @@ def train(cfg: DictConfig) -> dict:
     input_lufs = float(drl.integrated_loudness(audio, rate))
     objective = Objective(rate, target, weights, input_lufs)
     # the baseline's winner is chosen by the measure the loss optimises, as the tuned settings are
-    baseline = run_baseline(
-        audio, rate, target, list(cfg.baseline.release_ms), list(cfg.baseline.lookahead_ms),
-        true_peak=bool(cfg.baseline.true_peak), tol_lu=float(cfg.solve.tol_lu), measure=objective.measure,
-    )
-    processor = spec.build(rate, suggest_settings(audio, rate, target, baseline)).to(device)
-    # Start on the loudness target: the penalties then only have to keep it there.
-    solve_target(processor, audio, rate, target, spec.level_param, None, tol_lu=float(cfg.solve.tol_lu))
+    baseline = run_baseline(audio, rate, target, measure=objective.measure, **baseline_options(cfg))
+    # Start on the loudness target (the penalties then only have to keep it there), from the best start.
+    processor, starts = choose_start(spec, audio, rate, target, suggest_settings(audio, rate, target, baseline),
+                                     objective.measure, float(cfg.solve.tol_lu))
 
     module = TuningModule(
         processor, audio, rate, objective, optimizer, crop,
@@ -143,8 +142,10 @@ def train(cfg: DictConfig) -> dict:
     metrics["timing_s"] = {"baseline_and_start": round(baseline_s, 3),
                            "fit": round(time.perf_counter() - clock, 3),
                            "final_solve": round(module.finalize_s, 3)}
+    metrics["starts"] = starts
     if mode == "shared":
-        return _write_album(trainer, out_dir, tracks, segments, module, metrics, spec.name, weights)
+        return _write_album(trainer, out_dir, tracks, segments, module, metrics, spec.name, weights, conditioning)
+    metrics["conditioning"] = conditioning[track.name]
     if trainer.is_global_zero:
         write_results(out_dir, track.name, module.final.output, rate, module.final.values, metrics, spec.name)
         print(summary_table(metrics, module.final.values))
@@ -160,6 +161,28 @@ def load_tracks(cfg: DictConfig) -> tuple[str, list[Track]]:
     if mode not in FOLDER_MODES:
         raise ValueError(f"data.mode must be one of {', '.join(FOLDER_MODES)}, got {mode!r}")
     return mode, load_folder(cfg.data.dir)
+
+
+def baseline_options(cfg: DictConfig) -> dict:
+    """:func:`tuning.baseline.run_baseline`'s grid and options from the `baseline` and `solve` groups."""
+    return {"release_ms": list(cfg.baseline.release_ms), "lookahead_ms": list(cfg.baseline.lookahead_ms),
+            "slow_release_ms": list(cfg.baseline.get("slow_release_ms") or [None]),
+            "true_peak": bool(cfg.baseline.true_peak), "tol_lu": float(cfg.solve.tol_lu)}
+
+
+def condition_tracks(tracks: list[Track], options) -> tuple[list[Track], dict[str, dict]]:
+    """Each track with its DC and infrasound removed where `subsonic.mode` says so, and per track name the
+    report metrics.json keeps (:func:`tuning.audio.condition_track`); large offsets are warned about."""
+    out, reports = [], {}
+    for track in tracks:
+        conditioned, report = condition_track(track, str(options.get("mode", "auto")),
+                                              options.get("cutoff_hz", 20.0))
+        warning = report.pop("warning")
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
+        out.append(conditioned)
+        reports[track.name] = report
+    return out, reports
 
 
 def checkpoint_path(cfg: DictConfig, out_dir: Path) -> str | None:
@@ -178,25 +201,20 @@ def checkpoint_path(cfg: DictConfig, out_dir: Path) -> str | None:
 
 
 def _train_per_track(cfg, trainer, tracks, target, weights, spec, optimizer, crop, crops_per_batch, out_dir,
-                     ckpt_path, loaders) -> dict:
+                     ckpt_path, loaders, conditioning) -> dict:
     """Each file its own settings, all files in one batch (parameters of shape (B,))."""
     device = trainer.strategy.root_device
     rate = tracks[0].sample_rate
     tol = float(cfg.solve.tol_lu)
     clock = time.perf_counter()
-    objectives, baselines, solvers = [], [], []
-    for track in tracks:
-        audio = track.audio.to(device)
-        objective = Objective(rate, target, weights, float(drl.integrated_loudness(audio, rate)))
-        baseline = run_baseline(
-            audio, rate, target, list(cfg.baseline.release_ms), list(cfg.baseline.lookahead_ms),
-            true_peak=bool(cfg.baseline.true_peak), tol_lu=tol, measure=objective.measure,
-        )
-        solver = spec.build(rate, suggest_settings(audio, rate, target, baseline)).to(device)
-        solve_target(solver, audio, rate, target, spec.level_param, None, tol_lu=tol)
-        objectives.append(objective)
-        baselines.append(baseline)
-        solvers.append(solver)
+    audios = [track.audio.to(device) for track in tracks]
+    objectives = [Objective(rate, target, weights, float(drl.integrated_loudness(a, rate))) for a in audios]
+    baselines = [run_baseline(a, rate, target, measure=o.measure, **baseline_options(cfg))
+                 for a, o in zip(audios, objectives)]
+    # one batch, one limiter structure: two-stage if any track's baseline won with it
+    two_stage = any(b.get("slow_release_ms") is not None for b in baselines)
+    solvers = [choose_start(spec, a, rate, target, suggest_settings(a, rate, target, of_structure(b, two_stage)),
+                            o.measure, tol)[0] for a, o, b in zip(audios, objectives, baselines)]
     processor = spec.build(rate, solvers[0].values()).to(device)
     processor.set_values(**batch_values(solvers))
     module = PerTrackModule(
@@ -213,7 +231,7 @@ def _train_per_track(cfg, trainer, tracks, target, weights, spec, optimizer, cro
               "final_solve": round(module.finalize_s, 3)}
     results = {}
     for track, solution, metrics in zip(tracks, module.finals, module.final_metrics):
-        results[track.name] = {**metrics, "timing_s": timing}
+        results[track.name] = {**metrics, "timing_s": timing, "conditioning": conditioning[track.name]}
     if trainer.is_global_zero:
         rows = []
         for track, solution in zip(tracks, module.finals):
@@ -225,7 +243,8 @@ def _train_per_track(cfg, trainer, tracks, target, weights, spec, optimizer, cro
     return results
 
 
-def _write_album(trainer, out_dir, tracks, segments, module, album_metrics, processor_name, weights) -> dict:
+def _write_album(trainer, out_dir, tracks, segments, module, album_metrics, processor_name, weights,
+                 conditioning) -> dict:
     """Album mode's outputs: per file its slice of the album render and its measures (with the baseline's
     slice), the one setting in every tuned_params.yaml, and summary.csv."""
     rate = tracks[0].sample_rate
@@ -238,7 +257,7 @@ def _write_album(trainer, out_dir, tracks, segments, module, album_metrics, proc
         result = track_metrics(reference, output, rate, weights)
         metrics = {"input": track_metrics(reference, reference, rate, weights), "output": result,
                    "baseline_drl_db": base_drl, "drl_gain_over_baseline_db": base_drl - result["drl_db"],
-                   "mode": "shared", "album": album_metrics}
+                   "mode": "shared", "album": album_metrics, "conditioning": conditioning[track.name]}
         results[track.name] = metrics
         rows.append(summary_row(track.name, metrics, module.final.values))
         if trainer.is_global_zero:

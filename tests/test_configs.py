@@ -95,6 +95,13 @@ def test_data_options(compose_config, tmp_path):
     assert mode == "per_track" and [t.name for t in tracks] == ["song"]
 
 
+def test_default_loss_is_the_perceptual_measure_and_plain_is_the_first_releases(compose_config):
+    default = instantiate(compose_config().loss)
+    assert default == instantiate(compose_config(["loss=perceptual"]).loss)
+    assert default.nmr == 1.0 and default.drl == 0.0 and default.frame == 0.0 and not default.band_weights()
+    assert instantiate(compose_config(["loss=plain"]).loss) == LossWeights(drl=1.0, loudness=2.0, true_peak=10.0)
+
+
 @pytest.mark.parametrize("name", options("optim"))
 def test_optim_options(compose_config, name):
     factory = instantiate(compose_config([f"optim={name}"]).optim)

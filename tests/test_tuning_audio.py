@@ -153,3 +153,27 @@ def test_album_gap_must_be_finite_and_not_negative(gap_s):
     tracks = [demo_track(44100, 2.0, seed) for seed in (0, 1)]
     with pytest.raises(ValueError, match="gap_s"):
         join_tracks(tracks, gap_s)
+
+
+def test_condition_track_removes_dc_and_infrasound_when_the_input_needs_it():
+    from tuning.audio import condition_track
+
+    clean = demo_track(duration_s=4.0)
+    t = torch.arange(clean.audio.shape[-1]) / clean.sample_rate
+    drifting = Track(clean.audio * 0.5 + 0.3 + 0.2 * torch.sin(2 * np.pi * 3.0 * t), clean.sample_rate, "dc")
+    kept, report = condition_track(clean)
+    assert kept is clean and not report["subsonic"] and report["warning"] is None
+    assert report["infrasound_share"] < 0.01 and report["cutoff_hz"] is None
+    fixed, report = condition_track(drifting)
+    assert report["subsonic"] and report["cutoff_hz"] == 20.0
+    assert report["dc_offset"] > 0.29 and report["infrasound_share"] > 0.5
+    assert "energy below 20 Hz" in report["warning"] and "removed" in report["warning"]
+    assert float(drl.infrasound_share(fixed.audio, fixed.sample_rate)) < 0.01
+    assert float(drl.dc_offset(fixed.audio).abs().max()) < 1e-3
+    untouched, report = condition_track(drifting, "off")
+    assert untouched is drifting and not report["subsonic"] and "kept" in report["warning"]
+    assert condition_track(clean, "on")[1]["subsonic"]
+    with pytest.raises(ValueError, match="subsonic.mode must be one of auto, on, off"):
+        condition_track(clean, "always")
+    with pytest.raises(ValueError, match="cutoff_hz"):
+        condition_track(clean, "on", 200.0)

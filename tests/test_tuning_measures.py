@@ -59,3 +59,28 @@ def test_measures_at_a_rate_below_40_khz():
     measures = distortion_measures(x, torch.tanh(3 * x) / 3, 32000)
     assert "band_drl_db/2000_16000" in measures
     assert all(torch.isfinite(v) for v in measures.values())
+
+
+def test_every_run_measures_the_nmr_and_the_perceptual_loss_selects_by_it():
+    x = loud_noise()
+    y = torch.tanh(5 * x) / 5
+    perceptual = LossWeights(drl=0.0, nmr=1.0)
+    out = track_metrics(x, y, RATE, perceptual)
+    assert out["nmr_db"] == pytest.approx(float(drl.nmr_db(x, y, RATE).mean()), abs=1e-5)
+    assert out["objective_drl_db"] == out["nmr_db"]
+    assert track_metrics(x, y, RATE)["nmr_db"] == out["nmr_db"]  # logged whatever the loss
+    mixed = track_metrics(x, y, RATE, LossWeights(drl=1.0, nmr=3.0))
+    assert mixed["objective_drl_db"] == pytest.approx(0.25 * mixed["drl_db"] + 0.75 * mixed["nmr_db"], abs=1e-5)
+
+
+def test_objective_with_the_nmr_term_has_gradients():
+    x = loud_noise(seconds=1.0).reshape(2, 2, -1).transpose(0, 1).contiguous()  # two crops (B, C, L)
+    lufs = float(drl.integrated_loudness(x.transpose(0, 1).reshape(2, -1), RATE))
+    objective = Objective(RATE, Target(round(lufs) + 6.0, -1.0), LossWeights(drl=0.0, nmr=1.0))
+    drive = torch.tensor(4.0, requires_grad=True)
+    terms = objective(x, torch.tanh(drive * x) / drive)
+    assert "nmr_db" in terms and "frame_drl_db" not in terms
+    doubled = Objective(RATE, objective.target, LossWeights(drl=0.0, nmr=2.0))(x, torch.tanh(drive * x) / drive)
+    assert float(doubled["loss"] - terms["loss"]) == pytest.approx(float(terms["nmr_db"]), rel=1e-5)
+    terms["nmr_db"].backward()
+    assert float(drive.grad) > 0  # more drive, more audible distortion

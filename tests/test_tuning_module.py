@@ -48,8 +48,9 @@ def test_short_fit_meets_target_and_leaves_its_files(compose_config, tmp_path):
     assert {"release_ms", "lookahead_ms", "gain_db"} <= set(saved["baseline"])
     assert saved["target"]["lufs"] == -14.0
     assert saved["selected"] in ("tuned", "start", "idle")
-    # the idle candidate is the baseline inside the chain: the result is never worse than it
-    assert saved["output"]["drl_db"] <= saved["baseline_drl_db"] + 0.01
+    # the idle candidate is the baseline inside the chain: by the measure that selects, the result is never
+    # worse than it
+    assert saved["output"]["objective_drl_db"] <= saved["baseline_objective_drl_db"] + 0.01
     if saved["selected"] == "idle":
         assert saved["output"]["drl_db"] == pytest.approx(saved["baseline_drl_db"], abs=0.01)
     assert saved["output"]["drl_db"] < -3 and saved["input"]["drl_db"] == pytest.approx(-120.0)
@@ -70,8 +71,9 @@ def test_short_fit_meets_target_and_leaves_its_files(compose_config, tmp_path):
     events = EventAccumulator(str(run / "tensorboard"), size_guidance={"images": 0, "audio": 0})
     events.Reload()
     tags = events.Tags()
-    assert {"train/loss", "train/drl_db", "train/lufs", "train/true_peak_dbtp", "val/lufs", "val/drl_db",
-            "params/compressor.threshold_db", "hp/drl_db"} <= set(tags["scalars"])
+    assert {"train/loss", "train/drl_db", "train/nmr_db", "train/lufs", "train/true_peak_dbtp", "val/lufs",
+            "val/drl_db", "val/nmr_db", "params/compressor.threshold_db", "hp/drl_db", "hp/nmr_db"} <= set(
+        tags["scalars"])
     assert {"audio/input", "audio/output", "audio/residual"} <= set(tags["audio"])
     assert {"figures/compressor_curve", "figures/gain_reduction", "figures/residual_spectrum"} <= set(
         tags["images"])
@@ -94,3 +96,24 @@ def test_threshold_above_every_peak_still_reaches_target(compose_config):
     ])
     metrics = train(cfg)
     check_on_target(metrics, (-34.0, -17.0))
+
+
+def test_settings_that_cannot_reach_the_target_are_no_candidate(monkeypatch):
+    import tuning.module
+    from processors import Chain, Gain, Limiter
+    from tuning.module import TuningModule
+    from tuning.objective import LossWeights, Objective, Target
+
+    audio = 0.1 * torch.randn(2, 44100)
+    chain = Chain({"gain": Gain(44100), "limiter": Limiter(44100, release_ms=1000.0, slow_release_ms=5000.0)})
+    objective = Objective(44100, Target(-14.0, -1.0), LossWeights())
+    module = TuningModule(chain, audio, 44100, objective, torch.optim.Adam, 4410, "gain.gain_db")
+    logged = []
+    monkeypatch.setattr(module, "log", lambda name, value, **kwargs: logged.append((name, value)))
+
+    def unreachable(*args, **kwargs):
+        raise ValueError("target cannot be met")
+
+    monkeypatch.setattr(tuning.module, "solve_target", unreachable)
+    module.validation_step(None, 0)
+    assert logged == [("val/on_target", 0.0)] and module.best_state is None

@@ -66,3 +66,52 @@ def test_baseline_picks_the_least_drl(track):
 def test_baseline_reports_an_impossible_target(track):
     with pytest.raises(ValueError, match="cannot be met"):
         run_baseline(track.audio, 44100, Target(-4.5, -1.0), release_ms=[1000.0], lookahead_ms=[20.0])
+
+
+def test_baseline_searches_two_stage_releases_and_a_batch_takes_one_structure(track):
+    from tuning.baseline import of_structure
+
+    target = Target(-12.0, -1.0)
+    result = run_baseline(track.audio, 44100, target, release_ms=[5.0], lookahead_ms=[2.0],
+                          slow_release_ms=[None, 400.0])
+    assert [p["slow_release_ms"] for p in result["grid"]] == [None, 400.0]
+    assert result["slow_release_ms"] in (None, 400.0)
+    for two_stage in (False, True):
+        chosen = of_structure(result, two_stage)
+        assert (chosen["slow_release_ms"] is not None) == two_stage
+        assert chosen["release_ms"] == 5.0
+    single = run_baseline(track.audio, 44100, target, release_ms=[5.0], lookahead_ms=[2.0])
+    with pytest.raises(ValueError, match="no two-stage release"):
+        of_structure(single, True)
+    with pytest.raises(ValueError, match="slow_release_ms need at least one value"):
+        run_baseline(track.audio, 44100, target, slow_release_ms=[])
+
+
+def test_choose_start_keeps_the_best_start_that_reaches_the_target(track):
+    import functools
+
+    from tuning.build import ProcessorSpec, choose_start
+    from tuning.objective import LossWeights, Objective
+
+    slow = {"limiter.release_ms": 1000.0, "limiter.lookahead_ms": 20.0}
+    spec = ProcessorSpec(
+        {"gain": functools.partial(Gain, gain_db="auto"),
+         "limiter": functools.partial(Limiter, ceiling_db=-1.0, release_ms=20.0, lookahead_ms=2.0, true_peak=True)},
+        frozen=["limiter.ceiling_db"], level_param="gain.gain_db", ceiling_param="limiter.ceiling_db",
+        starts=[slow, {"limiter.release_ms": 200.0}],
+    )
+    target = Target(-6.0, -1.0)  # too loud for the slow start: it holds the gain down
+    objective = Objective(44100, target, LossWeights())
+    processor, scored = choose_start(spec, track.audio, 44100, target, {"gain_db": 10.0}, objective.measure,
+                                     tol_lu=0.01)
+    assert [s["values"] for s in scored] == [{}, slow, {"limiter.release_ms": 200.0}]
+    scores = [s["objective_drl_db"] for s in scored]
+    assert scores[1] is None and scores[0] is not None and scores[2] is not None
+    output = processor(track.audio)
+    assert float(drl.integrated_loudness(output, 44100)) == pytest.approx(-6.0, abs=0.01)
+    assert float(objective.measure(track.audio, output)["objective_drl_db"]) == pytest.approx(
+        min(scores[0], scores[2]), abs=1e-6)
+    with pytest.raises(ValueError, match="cannot be met"):
+        choose_start(spec, track.audio, 44100, Target(-3.0, 0.0), {"gain_db": 10.0}, objective.measure, 0.01)
+    with pytest.raises(ValueError, match="names no stage"):
+        ProcessorSpec(spec.stages, level_param="gain.gain_db", starts=[{"reverb.mix": 1.0}])

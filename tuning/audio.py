@@ -14,10 +14,18 @@ import soundfile as sf
 import torch
 
 from drl.audio_io import load_audio
+from drl.infrasound import dc_offset, infrasound_share
 from drl.validation import check_audio, check_sample_rate
+from processors.functional import check_cutoff_hz, subsonic
 
 # A track whose sample peak is below this is treated as silent (-120 dBFS).
 SILENCE_PEAK = 1e-6
+#: The input is conditioned (DC and infrasound removed) when more than this share of its energy lies below
+#: 20 Hz or a channel's DC offset exceeds DC_LIMIT (-40 dBFS); a run warns above the WARN_ values.
+INFRASOUND_LIMIT = 0.01
+DC_LIMIT = 0.01
+INFRASOUND_WARN = 0.1
+DC_WARN = 0.05
 
 
 @dataclass
@@ -275,3 +283,43 @@ def join_tracks(tracks: list[Track], gap_s: float = 1.0) -> tuple[Track, list[tu
         segments.append((offset, track.audio.shape[-1]))
         offset += track.audio.shape[-1]
     return Track(torch.cat(parts, dim=-1), rate, "album"), segments
+
+
+def infrasound_report(audio: torch.Tensor, sample_rate: int) -> dict:
+    """{"dc_offset": the largest |DC offset| of a channel, "infrasound_share": share of energy below 20 Hz}."""
+    return {"dc_offset": float(dc_offset(audio).abs().max()),
+            "infrasound_share": float(infrasound_share(audio, sample_rate))}
+
+
+def needs_subsonic(audio: torch.Tensor, sample_rate: int, report: dict | None = None) -> bool:
+    """Whether ``audio`` (C, T) holds enough DC or infrasound to remove it first (see INFRASOUND_LIMIT)."""
+    report = report or infrasound_report(audio, sample_rate)
+    return report["infrasound_share"] > INFRASOUND_LIMIT or report["dc_offset"] > DC_LIMIT
+
+
+#: subsonic.mode: remove DC and infrasound when the input needs it, always, or never.
+SUBSONIC_MODES = ("auto", "on", "off")
+
+
+def condition_track(track: Track, mode: str = "auto", cutoff_hz: float = 20.0) -> tuple[Track, dict]:
+    """The track the chain processes and is measured against: ``track`` with its DC offset and infrasound
+    removed (:class:`processors.Subsonic`, zero-phase, time-aligned) when ``mode`` is "on", or "auto" and
+    :func:`needs_subsonic`; else ``track`` itself. Returns it with a report for metrics.json and the summary:
+    the input's ``dc_offset`` and ``infrasound_share``, ``subsonic`` (applied or not), ``cutoff_hz`` and a
+    ``warning`` (None unless the share or the offset is large)."""
+    if mode not in SUBSONIC_MODES:
+        raise ValueError(f"subsonic.mode must be one of {', '.join(SUBSONIC_MODES)}, got {mode!r}")
+    cutoff_hz = check_cutoff_hz(cutoff_hz, track.sample_rate)
+    report = infrasound_report(track.audio, track.sample_rate)
+    apply = mode == "on" or (mode == "auto" and needs_subsonic(track.audio, track.sample_rate, report))
+    warning = None
+    if report["infrasound_share"] > INFRASOUND_WARN or report["dc_offset"] > DC_WARN:
+        action = (f"removed by a zero-phase high-pass at {cutoff_hz:g} Hz before tuning" if apply
+                  else "kept (subsonic.mode=off): it takes headroom from the limiter and dominates DRL")
+        warning = (f"'{track.name}' has {100 * report['infrasound_share']:.0f} % of its energy below 20 Hz and a DC "
+                   f"offset of {report['dc_offset']:.3f}; {action}")
+    report.update(subsonic=apply, cutoff_hz=cutoff_hz if apply else None, warning=warning)
+    if apply:
+        audio = subsonic(track.audio, track.sample_rate, cutoff_hz).to(track.audio.dtype).contiguous()
+        track = Track(audio, track.sample_rate, track.name)
+    return track, report

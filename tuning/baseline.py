@@ -17,12 +17,13 @@ from tuning.solve import solve_target
 
 
 def baseline_chain(sample_rate: int, gain_db: float, ceiling_db: float, release_ms: float, lookahead_ms: float,
-                   true_peak: bool = True) -> Chain:
-    """The baseline's processor: Gain -> Limiter with these settings."""
+                   true_peak: bool = True, slow_release_ms: float | None = None) -> Chain:
+    """The baseline's processor: Gain -> Limiter with these settings (``slow_release_ms``: the two-stage
+    release's slow stage, None for a single release)."""
     return Chain({
         "gain": Gain(sample_rate, gain_db=gain_db),
         "limiter": Limiter(sample_rate, ceiling_db=ceiling_db, release_ms=release_ms, lookahead_ms=lookahead_ms,
-                           true_peak=true_peak),
+                           true_peak=true_peak, slow_release_ms=slow_release_ms),
     })
 
 
@@ -33,12 +34,14 @@ def run_baseline(
     release_ms: Sequence[float] = (1.0, 3.0, 10.0, 30.0, 100.0),
     lookahead_ms: Sequence[float] = (1.0, 5.0),
     *,
+    slow_release_ms: Sequence[float | None] = (None,),
     true_peak: bool = True,
     tol_lu: float = 0.001,
     measure: Callable[[torch.Tensor, torch.Tensor], dict] | None = None,
 ) -> dict:
-    """Search the grid; return the winner as plain values: ``drl_db``, ``lufs``, ``true_peak_dbtp``,
-    ``gain_db``, ``ceiling_db``, ``release_ms``, ``lookahead_ms``, and ``grid`` (every point's DRL).
+    """Search the grid of release x lookahead x slow release (None: a single release); return the winner as
+    plain values: ``drl_db``, ``lufs``, ``true_peak_dbtp``, ``gain_db``, ``ceiling_db``, ``release_ms``,
+    ``lookahead_ms``, ``slow_release_ms``, and ``grid`` (every point's DRL).
 
     With ``measure(audio, output)`` (e.g. :meth:`tuning.objective.Objective.measure`: a dict of 0-d tensors
     holding ``objective_drl_db``) the winner is the point with the least ``objective_drl_db`` (the measure the
@@ -47,17 +50,18 @@ def run_baseline(
 
     Raises ValueError when no grid point reaches the target (the target cannot be met).
     """
-    if not release_ms or not lookahead_ms:
-        raise ValueError("baseline.release_ms and baseline.lookahead_ms need at least one value each")
+    if not release_ms or not lookahead_ms or not slow_release_ms:
+        raise ValueError("baseline.release_ms, baseline.lookahead_ms and baseline.slow_release_ms need at least "
+                         "one value each (null in slow_release_ms: a single release)")
     start_db = target.lufs - float(drl.integrated_loudness(audio, sample_rate))
     grid = []
     best = None
     best_score = None
     slope = None
     failure: ValueError | None = None
-    for release, lookahead in itertools.product(release_ms, lookahead_ms):
+    for release, lookahead, slow in itertools.product(release_ms, lookahead_ms, slow_release_ms):
         chain = baseline_chain(sample_rate, Gain.specs[0].clamp(start_db), target.ceiling_dbtp, release, lookahead,
-                               true_peak).to(audio.device)
+                               true_peak, None if slow is None else float(slow)).to(audio.device)
         try:
             solution = solve_target(chain, audio, sample_rate, target, "gain.gain_db", "limiter.ceiling_db",
                                     tol_lu=tol_lu, slope_hint=slope)
@@ -77,9 +81,10 @@ def run_baseline(
             "ceiling_db": solution.values["limiter.ceiling_db"],
             "release_ms": float(release),
             "lookahead_ms": float(lookahead),
+            "slow_release_ms": None if slow is None else float(slow),
         }
-        grid.append({k: point[k] for k in ("release_ms", "lookahead_ms", "drl_db", "objective_drl_db")
-                     if k in point})
+        grid.append({k: point[k] for k in ("release_ms", "lookahead_ms", "slow_release_ms", "drl_db",
+                                           "objective_drl_db") if k in point})
         start_db = point["gain_db"]  # neighbours need about the same gain and slope: fewer renders
         slope = solution.slope or slope
         if best is None or score < best_score:
@@ -89,9 +94,22 @@ def run_baseline(
     return {**best, "true_peak": bool(true_peak), "grid": grid}
 
 
+def of_structure(baseline: dict, two_stage: bool) -> dict:
+    """The baseline's winner if its limiter release is of the asked structure (two-stage or single), else the
+    best point of its grid that is (settings only: the tuning start derives from them). Tracks tuned in one batch
+    need one limiter structure."""
+    if (baseline.get("slow_release_ms") is not None) == two_stage:
+        return baseline
+    points = [p for p in baseline["grid"] if (p.get("slow_release_ms") is not None) == two_stage]
+    if not points:
+        raise ValueError(f"the baseline grid has no {'two-stage' if two_stage else 'single'} release to start from")
+    return min(points, key=lambda p: p.get("objective_drl_db", p["drl_db"]))
+
+
 def render_baseline(audio: torch.Tensor, sample_rate: int, baseline: dict) -> torch.Tensor:
     """``audio`` (C, T) through the baseline's winning gain + limiter settings (no gradients)."""
     chain = baseline_chain(sample_rate, baseline["gain_db"], baseline["ceiling_db"], baseline["release_ms"],
-                           baseline["lookahead_ms"], bool(baseline.get("true_peak", True))).to(audio.device)
+                           baseline["lookahead_ms"], bool(baseline.get("true_peak", True)),
+                           baseline.get("slow_release_ms")).to(audio.device)
     with torch.no_grad():
         return chain(audio)

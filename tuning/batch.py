@@ -170,14 +170,19 @@ class PerTrackModule(L.LightningModule):
         scores, lufs = [], []
         for index in range(len(self.tracks)):
             self._load_item(index)
-            solution = self._solve_item(index)
+            try:
+                solution = self._solve_item(index)
+            except ValueError:  # settings that cannot reach the target are no candidate (see TuningModule)
+                continue
             self._store_item(index)
             measures = self._score(index, solution.output)
             self._keep_if_best(index, float(measures["objective_drl_db"]), "tuned")
             scores.append(measures["objective_drl_db"])
             lufs.append(solution.lufs)
-        self.log("val/objective_drl_db", torch.stack(scores).mean(), batch_size=1)
-        self.log("val/lufs", torch.tensor(sum(lufs) / len(lufs)), batch_size=1)
+        self.log("val/on_target", len(scores) / len(self.tracks), batch_size=1)
+        if scores:
+            self.log("val/objective_drl_db", torch.stack(scores).mean(), batch_size=1)
+            self.log("val/lufs", torch.tensor(sum(lufs) / len(lufs)), batch_size=1)
 
     # --- resume -----------------------------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:

@@ -7,7 +7,8 @@ peak gets no gradient):
 - ``gain_db``: the gain that would bring the input's integrated loudness to the target (then solved exactly);
 - ``threshold_db``: the 90th percentile of the 50 ms RMS levels of the gained input (the compressor acts on
   the loudest tenth of the track);
-- ``release_ms`` / ``lookahead_ms`` of a limiter: the winning settings of the gain + limiter baseline.
+- ``release_ms`` / ``lookahead_ms`` / ``slow_release_ms`` of a limiter: the winning settings of the gain +
+  limiter baseline (a slow release of None: the winner has a single release, and so has the limiter).
 """
 
 from __future__ import annotations
@@ -22,8 +23,11 @@ import torch
 import drl
 from processors import Chain, Gain
 from tuning.objective import Target
+from tuning.solve import solve_target
 
 AUTO = "auto"
+#: Parameters whose "auto" value may be derived as None (or not at all): the stage they belong to is then off.
+OPTIONAL_STAGES = ("slow_release_ms",)
 
 
 @dataclass(frozen=True)
@@ -60,7 +64,9 @@ class ProcessorSpec:
     dotted parameter names, the ``level_param`` solved for loudness and the limiter's ``ceiling_param``.
     ``idle`` holds the values that make the stages other than gain + limiter transparent (compressor ratio 1,
     saturator mix 0): with them the processor is the gain + limiter baseline, a candidate the run keeps if
-    training finds nothing better.
+    training finds nothing better. ``starts`` lists other starting points (dotted values over the stages'
+    own), each scored on the whole track before training (:func:`choose_start`): the objective is not convex in
+    the timing parameters, and gradient descent only finds the minimum nearest to where it starts.
 
     ``build(track_audio, sample_rate, target, suggestions)`` returns the :class:`processors.Chain`.
     """
@@ -73,6 +79,7 @@ class ProcessorSpec:
         ceiling_param: str | None = None,
         name: str = "custom",
         idle: Mapping[str, float] | None = None,
+        starts: Sequence[Mapping[str, float]] = (),
     ) -> None:
         if not stages:
             raise ValueError("processor.stages is empty: name at least one stage")
@@ -85,7 +92,9 @@ class ProcessorSpec:
         self.ceiling_param = ceiling_param
         self.name = name
         self.idle = {str(k): float(v) for k, v in dict(idle or {}).items()}
-        for dotted in [*self.frozen, level_param, *([ceiling_param] if ceiling_param else []), *self.idle]:
+        self.starts = [{str(k): float(v) for k, v in dict(start).items()} for start in starts or ()]
+        named = [name for start in self.starts for name in start]
+        for dotted in [*self.frozen, level_param, *([ceiling_param] if ceiling_param else []), *self.idle, *named]:
             stage, _, param = str(dotted).partition(".")
             if stage not in self.stages or not param:
                 raise ValueError(
@@ -108,10 +117,14 @@ class ProcessorSpec:
         for key, stage in self.stages.items():
             fills = {}
             for param in self.auto_names()[key]:
-                value = suggestions.get(f"{key}.{param}", suggestions.get(param))
-                if value is None and defaults:
+                name = next((n for n in (f"{key}.{param}", param) if n in suggestions), None)
+                value = suggestions[name] if name is not None else None
+                if name is None and defaults:
                     specs = {spec.name: spec for spec in getattr(stage.func, "specs", ())}
                     value = specs[param].default if param in specs else None
+                elif value is None and param in OPTIONAL_STAGES:
+                    fills[param] = None  # nothing derived, or derived as off: the stage is off
+                    continue
                 if value is None:
                     raise ValueError(
                         f"processor.stages.{key}.{param} is 'auto' but no value can be derived for it; "
@@ -140,6 +153,38 @@ def suggest_settings(
     for key in ("release_ms", "lookahead_ms"):
         if baseline and key in baseline:
             out[f"limiter.{key}"] = float(baseline[key])
-    if not all(math.isfinite(v) for v in out.values()):
+    if baseline:  # a baseline without a slow stage (or from a grid without one) gives a single release
+        slow = baseline.get("slow_release_ms")
+        out["limiter.slow_release_ms"] = None if slow is None else float(slow)
+    if not all(v is None or math.isfinite(v) for v in out.values()):
         raise ValueError(f"cannot derive starting settings from the track: {out}")
     return out
+
+
+def choose_start(spec: ProcessorSpec, audio: torch.Tensor, sample_rate: int, target: Target,
+                 suggestions: Mapping[str, float], measure: Callable, tol_lu: float) -> tuple[Chain, list[dict]]:
+    """The processor to start training from, on the loudness target: built from ``suggestions`` and, for each
+    of ``spec.starts``, with those values over it; each solved onto ``target`` on the whole track ``audio``
+    (C, T) and scored by ``measure(audio, output)["objective_drl_db"]``, the best kept. Returns it with every
+    candidate's values and score (``starts`` in metrics.json; None for a start that cannot reach the target).
+    Raises ValueError when none can."""
+    best, best_score, scored, failure = None, None, [], None
+    for overrides in [{}, *spec.starts]:
+        processor = spec.build(sample_rate, suggestions).to(audio.device)
+        if overrides:
+            processor.set_values(**overrides)
+        try:
+            with torch.no_grad():
+                solution = solve_target(processor, audio, sample_rate, target, spec.level_param, None,
+                                        tol_lu=tol_lu)
+        except ValueError as error:  # this start cannot reach the target; another one may
+            failure = error
+            scored.append({"values": dict(overrides), "objective_drl_db": None})
+            continue
+        score = float(measure(audio, solution.output)["objective_drl_db"])
+        scored.append({"values": dict(overrides), "objective_drl_db": score})
+        if best is None or score < best_score:
+            best, best_score = processor, score
+    if best is None:
+        raise failure
+    return best, scored

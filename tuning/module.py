@@ -24,7 +24,7 @@ def physical_params(processor: Chain) -> dict[str, torch.Tensor]:
 
 
 #: Final metrics shown in TensorBoard's HPARAMS tab, as ``hp/<name>``.
-HP_METRICS = ("drl_db", "baseline_drl_db", "lufs", "true_peak_dbtp")
+HP_METRICS = ("drl_db", "nmr_db", "baseline_drl_db", "lufs", "true_peak_dbtp")
 
 
 class TuningModule(L.LightningModule):
@@ -179,7 +179,7 @@ class TuningModule(L.LightningModule):
         limiter = (self.ceiling_param or "").rpartition(".")[0]
         same = bool(limiter) and all(
             key in base and values.get(f"{limiter}.{key}") == base[key] for key in ("release_ms", "lookahead_ms")
-        ) and set(self.processor.stages) - set(self.idle_stages()) == {self.level_param.split(".")[0], limiter}
+        ) and values.get(f"{limiter}.slow_release_ms") == base.get("slow_release_ms") and set(self.processor.stages) - set(self.idle_stages()) == {self.level_param.split(".")[0], limiter}
         if same:
             self.processor.set_values(**{self.level_param: base["gain_db"], self.ceiling_param: base["ceiling_db"]})
             return float(base.get("objective_drl_db", base["drl_db"]))
@@ -193,9 +193,16 @@ class TuningModule(L.LightningModule):
 
     def validation_step(self, batch, batch_idx: int) -> None:
         """Project onto the loudness target (solve the level gain on the whole track), then log the whole
-        track's loudness, true peak, DRL and band DRL there, and remember the best settings so far."""
-        solution = solve_target(self.processor, self.track, self.sample_rate, self.target, self.level_param,
-                                None, tol_lu=self.project_tol_lu, slope_hint=self.slope_hint)
+        track's loudness, true peak, DRL and band DRL there, and remember the best settings so far. Settings
+        that cannot reach the target (a slow release holding the gain down) are no candidate: ``val/on_target``
+        logs 0 and training goes on from them."""
+        try:
+            solution = solve_target(self.processor, self.track, self.sample_rate, self.target, self.level_param,
+                                    None, tol_lu=self.project_tol_lu, slope_hint=self.slope_hint)
+        except ValueError:
+            self.log("val/on_target", 0.0, batch_size=1)
+            return
+        self.log("val/on_target", 1.0, batch_size=1)
         self.slope_hint = solution.slope or self.slope_hint
         metrics = self._measure(solution)
         metrics["val/solve_renders"] = torch.tensor(float(solution.renders), device=self.device)
@@ -218,7 +225,8 @@ class TuningModule(L.LightningModule):
                                                             self.objective.weights)
         self.final_metrics = run_metrics(input_metrics, output, base, self.target, self.global_step,
                                          self.best_step, self.best_label)
-        hp = {f"hp/{k}": v for k, v in (("drl_db", output["drl_db"]), ("baseline_drl_db", base.get("drl_db")),
+        hp = {f"hp/{k}": v for k, v in (("drl_db", output["drl_db"]), ("nmr_db", output.get("nmr_db")),
+                                        ("baseline_drl_db", base.get("drl_db")),
                                         ("lufs", output["integrated_lufs"]),
                                         ("true_peak_dbtp", output["true_peak_dbtp"])) if v is not None}
         for logger in self.loggers:

@@ -16,6 +16,7 @@ from torch import nn
 
 import drl
 from drl.bands import check_bands
+from drl.nmr import MaskedReference
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,9 @@ class LossWeights:
 
     ``drl``: the broadband DRL in dB; ``loudness``: (LUFS - target)^2 in LU^2; ``true_peak``:
     max(0, dBTP - ceiling)^2 in dB^2; ``bands``: optional {"low_high": weight} adding weighted band DRLs;
-    ``frame``: the frame-wise DRL in dB (level matched per Hann frame of ``frame_ms``, see :mod:`drl.frames`).
+    ``frame``: the frame-wise DRL in dB (level matched per Hann frame of ``frame_ms``, see :mod:`drl.frames`);
+    ``nmr``: the noise-to-mask ratio in dB (the residual against the reference's masking threshold per
+    critical band and frame, see :mod:`drl.nmr`).
 
     The distortion terms (``drl``, ``bands``, ``frame``) also define the measure that selects the best
     settings: :meth:`objective_drl_db`, their weighted mean.
@@ -68,9 +71,10 @@ class LossWeights:
     bands: Mapping[str, float] = field(default_factory=dict)
     frame: float = 0.0
     frame_ms: float = 50.0
+    nmr: float = 0.0
 
     def __post_init__(self) -> None:
-        for key in ("drl", "loudness", "true_peak", "frame"):
+        for key in ("drl", "loudness", "true_peak", "frame", "nmr"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 \
                     or not math.isfinite(value):
@@ -79,9 +83,9 @@ class LossWeights:
             parse_band_key(key)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
                 raise ValueError(f"loss.bands.{key} must be a number >= 0, got {value!r}")
-        if self.drl == 0 and self.frame == 0 and not any(dict(self.bands or {}).values()):
-            raise ValueError("loss.drl and loss.frame are 0 and no band weight is set: the objective would "
-                             "ignore distortion")
+        if self.drl == 0 and self.frame == 0 and self.nmr == 0 and not any(dict(self.bands or {}).values()):
+            raise ValueError("loss.drl, loss.frame and loss.nmr are 0 and no band weight is set: the objective "
+                             "would ignore distortion")
         if isinstance(self.frame_ms, bool) or not isinstance(self.frame_ms, (int, float)) \
                 or not 1.0 <= self.frame_ms <= 1000.0:
             raise ValueError(f"loss.frame_ms must lie within 1..1000 ms, got {self.frame_ms!r}")
@@ -92,9 +96,9 @@ class LossWeights:
 
     def objective_drl_db(self, measures: Mapping[str, torch.Tensor | float]):
         """The weighted mean of the distortion measures the loss weights, in dB: ``(drl * drl_db + sum_b w_b *
-        band_drl_db/b + frame * frame_drl_db) / (drl + sum_b w_b + frame)``; with ``drl`` alone (loss=plain)
-        it is exactly ``drl_db``. ``measures`` as returned by :func:`distortion_measures`."""
-        parts = [(self.drl, "drl_db"), (self.frame, "frame_drl_db")]
+        band_drl_db/b + frame * frame_drl_db + nmr * nmr_db) / (drl + sum_b w_b + frame + nmr)``; with ``drl``
+        alone (loss=plain) it is exactly ``drl_db``. ``measures`` as returned by :func:`distortion_measures`."""
+        parts = [(self.drl, "drl_db"), (self.frame, "frame_drl_db"), (self.nmr, "nmr_db")]
         parts += [(w, f"band_drl_db/{k}") for k, w in self.band_weights().items()]
         parts = [(float(w), key) for w, key in parts if w > 0]
         total = sum(w for w, _ in parts)
@@ -114,11 +118,13 @@ def parse_band_key(key: str) -> tuple[float, float]:
 
 
 def distortion_measures(reference: torch.Tensor, output: torch.Tensor, sample_rate: int,
-                        weights: LossWeights | None = None) -> dict[str, torch.Tensor]:
+                        weights: LossWeights | None = None,
+                        masked: MaskedReference | None = None) -> dict[str, torch.Tensor]:
     """Every run's distortion measures of ``output`` against ``reference`` (both (C, T)), 0-d tensors (means
     over channels, differentiable): ``drl_db``, ``band_drl_db/<key>`` for :func:`drl.default_bands` and the
-    loss's bands, ``frame_drl_db`` (frames of ``weights.frame_ms``, 50 ms without weights) and
-    ``objective_drl_db`` (:meth:`LossWeights.objective_drl_db`; plain DRL without weights)."""
+    loss's bands, ``frame_drl_db`` (frames of ``weights.frame_ms``, 50 ms without weights), ``nmr_db`` and
+    ``objective_drl_db`` (:meth:`LossWeights.objective_drl_db`; plain DRL without weights). ``masked``: the
+    reference's half of the NMR computed already (:class:`drl.nmr.MaskedReference`)."""
     weights = weights or LossWeights()
     bands = drl.default_bands(sample_rate)
     bands += [b for b in map(parse_band_key, weights.band_weights()) if b not in bands]
@@ -130,6 +136,8 @@ def distortion_measures(reference: torch.Tensor, output: torch.Tensor, sample_ra
     for key in weights.band_weights():
         measures[f"band_drl_db/{key}"] = measures[f"band_drl_db/{drl.band_key(*parse_band_key(key))}"]
     measures["frame_drl_db"] = drl.frame_drl_db(reference, output, sample_rate, weights.frame_ms).mean()
+    nmr = masked.nmr_db(output) if masked is not None else drl.nmr_db(reference, output, sample_rate)
+    measures["nmr_db"] = nmr.mean()
     measures["objective_drl_db"] = weights.objective_drl_db(measures)
     return measures
 
@@ -148,7 +156,7 @@ class Objective(nn.Module):
 
     ``x`` the input crops, ``y`` the processed crops, both (B, C, L). Keys: ``loss``, ``drl_db``,
     ``lufs``, ``loudness_error_lu``, ``true_peak_dbtp`` (the batch maximum), ``peak_excess_db``, one
-    ``band_drl_db/<key>`` per weighted band and ``frame_drl_db`` when weighted. The frame-wise DRL runs on
+    ``band_drl_db/<key>`` per weighted band, and ``frame_drl_db`` and ``nmr_db`` when weighted. The frame-wise DRL runs on
     the joined crops: the joins are the same in ``x`` and ``y``, so they add no residual of their own.
     """
 
@@ -162,6 +170,7 @@ class Objective(nn.Module):
         self.band_weights = weights.band_weights()
         self.bands = [parse_band_key(k) for k in self.band_weights]
         check_bands(self.bands, self.sample_rate)
+        self._masked: tuple[torch.Tensor, MaskedReference] | None = None
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         x_all, y_all = join_crops(x), join_crops(y)
@@ -195,9 +204,17 @@ class Objective(nn.Module):
             frame_db = drl.frame_drl_db(x_all, y_all, self.sample_rate, w.frame_ms).mean()
             loss = loss + w.frame * frame_db
             terms["frame_drl_db"] = frame_db
+        if w.nmr > 0:
+            nmr_db = drl.nmr_db(x_all, y_all, self.sample_rate).mean()
+            loss = loss + w.nmr * nmr_db
+            terms["nmr_db"] = nmr_db
         terms["loss"] = loss
         return terms
 
     def measure(self, reference: torch.Tensor, output: torch.Tensor) -> dict[str, torch.Tensor]:
-        """:func:`distortion_measures` of a whole-track ``output`` (C, T) with this objective's weights."""
-        return distortion_measures(reference, output, self.sample_rate, self.weights)
+        """:func:`distortion_measures` of a whole-track ``output`` (C, T) with this objective's weights. The
+        reference's half of the NMR is kept for the next call with the same ``reference`` tensor (a baseline
+        grid, the starting points and every validation score outputs against one track)."""
+        if self._masked is None or self._masked[0] is not reference:
+            self._masked = (reference, MaskedReference(reference, self.sample_rate))
+        return distortion_measures(reference, output, self.sample_rate, self.weights, self._masked[1])

@@ -63,8 +63,9 @@ def _field(data: Mapping, path: str, source: Path, required: bool = True) -> flo
 
 
 def _drl_measures(section, prefix: str, source: Path) -> dict[str, float | None]:
-    """Every DRL measure of a metrics section besides plain ``drl_db``, flattened: scalars as
-    ``{prefix}{key}``, dicts of scalars as ``{prefix}{key}/{sub}``; lists (per-frame series) are skipped."""
+    """Every distortion measure of a metrics section (the DRLs and ``nmr_db``) besides plain ``drl_db``,
+    flattened: scalars as ``{prefix}{key}``, dicts of scalars as ``{prefix}{key}/{sub}``; lists (per-frame
+    series) are skipped."""
     out: dict[str, float | None] = {}
     if not isinstance(section, Mapping):
         return out
@@ -77,7 +78,7 @@ def _drl_measures(section, prefix: str, source: Path) -> dict[str, float | None]
             out[prefix + name] = _number(value, f"{source}: {name}")
 
     for key, value in section.items():
-        if "drl" in key.lower() and key != "drl_db":
+        if ("drl" in key.lower() or key == "nmr_db") and key != "drl_db":
             walk(value, key)
     return out
 
@@ -196,7 +197,7 @@ def _measure_groups(rows: Sequence[Mapping]) -> dict[str, list[str]]:
 def _measure_label(measure: str) -> str:
     """``band_drl_db`` -> ``band DRL``, ``frame_drl_db`` -> ``frame DRL``."""
     words = measure.removesuffix("_db").split("_")
-    return " ".join("DRL" if w.lower() == "drl" else w for w in words)
+    return " ".join(w.upper() if w.lower() in ("drl", "nmr") else w for w in words)
 
 
 def _series(rows: Sequence[Mapping], x_key: str, y_key: str) -> tuple[list[float], list[float], list[bool]]:

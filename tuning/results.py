@@ -28,7 +28,7 @@ def track_metrics(reference: torch.Tensor, audio: torch.Tensor, sample_rate: int
     """Loudness, true peak, LRA and the distortion measures of ``audio`` (C, T) against ``reference`` (C, T).
 
     The measures (:func:`plain_measures` of :func:`tuning.objective.distortion_measures`): ``drl_db``,
-    ``band_drl_db``, ``frame_drl_db`` and ``objective_drl_db`` (the measure the loss of ``weights``
+    ``band_drl_db``, ``frame_drl_db``, ``nmr_db`` and ``objective_drl_db`` (the measure the loss of ``weights``
     optimises), means over channels in dB; for the input itself they read the metric's floor (-120 dB).
     Measured on the CPU (once per run).
     """
@@ -131,9 +131,13 @@ def write_results(
         "# Paste `stages` over the stages of configs/processor/<name>.yaml, or pass values on the command line:\n"
         "#   python train.py processor.stages.compressor.threshold_db=-18.5 ...\n"
     )
+    conditioning = metrics.get("conditioning") or {}
+    subsonic = {"mode": "on", "cutoff_hz": conditioning["cutoff_hz"]} if conditioning.get("subsonic") else \
+        {"mode": "off"}
     with params_path.open("x") as handle:
         handle.write(header)
-        yaml.safe_dump({"processor": processor_name, "stages": nested_settings(values)}, handle, sort_keys=False)
+        yaml.safe_dump({"processor": processor_name, "subsonic": subsonic, "stages": nested_settings(values)},
+                       handle, sort_keys=False)
 
     data = output.detach().cpu().double().numpy().T  # (T, C)
     sf.write(str(wav_path), data, sample_rate, subtype="FLOAT")
@@ -152,10 +156,16 @@ def summary_table(metrics: Mapping, values: Mapping[str, float]) -> str:
 
     rows = [("", "input", "output")]
     for key, label in (("integrated_lufs", "loudness (LUFS)"), ("true_peak_dbtp", "true peak (dBTP)"),
-                       ("lra", "loudness range (LU)"), ("drl_db", "DRL (dB)")):
-        rows.append((label, fmt(metrics["input"][key]), fmt(metrics["output"][key])))
+                       ("lra", "loudness range (LU)"), ("drl_db", "DRL (dB)"), ("nmr_db", "NMR (dB)")):
+        rows.append((label, fmt(metrics["input"].get(key)), fmt(metrics["output"].get(key))))
     width = max(len(r[0]) for r in rows) + 2
     lines = [f"{r[0]:<{width}}{r[1]:>10}{r[2]:>10}" for r in rows]
+    conditioning = metrics.get("conditioning")
+    if conditioning:
+        done = (f"removed: zero-phase high-pass at {conditioning['cutoff_hz']:g} Hz" if conditioning["subsonic"]
+                else "left as it is")
+        lines.append(f"{'input below 20 Hz':<{width}}{100 * conditioning['infrasound_share']:>9.1f}%  DC offset "
+                     f"{conditioning['dc_offset']:.4f}; {done}")
     target = metrics["target"]
     lines.append(f"{'target':<{width}}{target['lufs']:>7.1f} LUFS, true peak <= {target['ceiling_dbtp']:.1f} dBTP")
     base = metrics.get("baseline")
