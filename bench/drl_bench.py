@@ -6,11 +6,11 @@ after one warm-up run (see :func:`timed`). The original's band filters are very 
 call), so it runs --original-repeats times, and is skipped (with its estimate printed) where one call would
 exceed --original-budget-s judging from the shorter duration.
 
-A second table times the optional measures of issue 7 against plain broadband DRL, this project's own:
-frame-wise DRL (``frame_ms=50``, goal: within 2x of plain) and linear-response removal (``linear_taps=512``,
-goal: within 10x of plain). The three are timed round by round (see :func:`alternating_samples`), so load from
-other processes weighs on all three alike, and each ratio is the median of the ratios within a round; use
-``--threads 1`` on a shared machine. The table ends with the linear fit's fixed cost: its ``512 x 512`` Cholesky
+A second table times the other measures against plain broadband DRL, this project's own: frame-wise DRL
+(``frame_ms=50``, goal: within 2x of plain), linear-response removal (``linear_taps=512``, goal: within 10x of
+plain) and the noise-to-mask ratio (``drl.nmr_db``, goal: within 5x of plain). They are timed round by round
+(see :func:`alternating_samples`), so load from other processes weighs on all of them alike, and each ratio is
+the median of the ratios within a round; use ``--threads 1`` on a shared machine. The table ends with the linear fit's fixed cost: its ``512 x 512`` Cholesky
 factorisations, which do not shrink with the signal.
 
     python bench/drl_bench.py                      # 10 s and 60 s, CPU (+ CUDA)
@@ -27,7 +27,7 @@ import time
 import torch
 from distortion_residual import DRL as OriginalDRL
 
-from drl import DEFAULT_BANDS, DRL
+from drl import DEFAULT_BANDS, DRL, nmr_db
 from drl.linear import _cholesky, _gram, _Segments
 
 SR = 44100
@@ -81,18 +81,23 @@ def side_by_side(ours, original, device: torch.device, repeats: int, original_re
     return timed(ours, device, repeats), statistics.median([first, *rest])
 
 
-def job(metric, reference: torch.Tensor, processed: torch.Tensor, backward: bool):
-    """One DRL evaluation (and its backward pass) as a closure."""
+def job(metric, reference: torch.Tensor, processed: torch.Tensor, backward: bool, key: str = "total_drl_db"):
+    """One evaluation of ``metric(reference, processed)[key]`` (and its backward pass) as a closure."""
 
     def run():
         if backward:
             leaf = processed.detach().requires_grad_(True)
-            metric(reference, leaf)["total_drl_db"].backward()
+            metric(reference, leaf)[key].backward()
         else:
             with torch.no_grad():
                 metric(reference, processed)
 
     return run
+
+
+def nmr_metric(reference: torch.Tensor, processed: torch.Tensor) -> dict:
+    """The noise-to-mask ratio alone, as a dict like DRL's (mean over channels)."""
+    return {"nmr_db": nmr_db(reference, processed, SR).mean()}
 
 
 def signals(seconds: float, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -122,27 +127,33 @@ def main() -> None:
 
 
 def options(args: argparse.Namespace, devices: list[str]) -> None:
-    """Frame-wise DRL and linear-response removal against plain broadband DRL. Each ratio is the median of the
-    ratios within a round, which holds steadier than a ratio of medians when the machine's load changes."""
-    print(f"\n{'device':6} {'audio':>6} {'pass':>16} {'plain (ms)':>11} {'frame_ms=50':>12} {'ratio':>6} "
-          f"{'linear_taps=512':>16} {'ratio':>6}")  # fmt: skip
+    """Frame-wise DRL, linear-response removal and the NMR against plain broadband DRL. Each ratio is the median
+    of the ratios within a round, which holds steadier than a ratio of medians when the machine's load changes."""
+    measures = {"frame_ms=50": job_factory(DRL(SR, None, frame_ms=50.0)),
+                "linear_taps=512": job_factory(DRL(SR, None, linear_taps=512)),
+                "nmr_db": job_factory(nmr_metric, "nmr_db")}
+    print(f"\n{'device':6} {'audio':>6} {'pass':>16} {'plain (ms)':>11} "
+          + " ".join(f"{name:>16} {'ratio':>6}" for name in measures))
     for name in devices:
         device = torch.device(name)
         for seconds in args.durations:
             reference, processed = signals(seconds, device)
             for backward in (False, True):
-                jobs = [job(DRL(SR, None, **option), reference, processed, backward)
-                        for option in ({}, {"frame_ms": 50.0}, {"linear_taps": 512})]
-                plain, frames, linear = alternating_samples(jobs, device, args.repeats)
-                ratios = [statistics.median(t / p for t, p in zip(times, plain)) for times in (frames, linear)]
-                print(
-                    f"{name:6} {seconds:5.0f}s {'forward+backward' if backward else 'forward':>16} "
-                    f"{statistics.median(plain) * 1e3:11.1f} {statistics.median(frames) * 1e3:12.1f} "
-                    f"{ratios[0]:5.1f}x {statistics.median(linear) * 1e3:16.1f} {ratios[1]:5.1f}x",
-                    flush=True,
-                )
+                jobs = [job(DRL(SR, None), reference, processed, backward)]
+                jobs += [make(reference, processed, backward) for make in measures.values()]
+                plain, *others = alternating_samples(jobs, device, args.repeats)
+                columns = " ".join(f"{statistics.median(times) * 1e3:16.1f} "
+                                   f"{statistics.median(t / p for t, p in zip(times, plain)):5.1f}x"
+                                   for times in others)
+                print(f"{name:6} {seconds:5.0f}s {'forward+backward' if backward else 'forward':>16} "
+                      f"{statistics.median(plain) * 1e3:11.1f} {columns}", flush=True)
         print(f"{name:6} the linear fit's fixed cost, two 512 x 512 float64 Cholesky factorisations (stereo): "
               f"{timed(cholesky_job(device), device, args.repeats) * 1e3:.1f} ms")
+
+
+def job_factory(metric, key: str = "total_drl_db"):
+    """``make(reference, processed, backward)`` -> a :func:`job` of ``metric`` reading ``key``."""
+    return lambda reference, processed, backward: job(metric, reference, processed, backward, key)
 
 
 def cholesky_job(device: torch.device):
