@@ -3,8 +3,8 @@
 `python bench/music.py [N] [SECONDS] [overrides]` downloads a Debian package of freely licensed game music
 (warzone2100-music, else hyperrogue-music) into the git-ignored bench/_music/, unpacks it, cuts N excerpts
 of SECONDS (default 2 x 30 s) at 44.1 kHz from the loudest part of different tracks, tunes the default chain
-on each with `train.py` to the streaming target, and prints loudness, true peak, the tuned NMR and DRL and the
-gain + limiter baseline's DRL side by side.
+on each with `train.py` to the streaming target, and prints loudness, true peak, and the tuned NMR and DRL beside
+the gain + limiter baseline's.
 
 `unpack()`, `fetch()`, `excerpt()` and `tune()` serve bench/tune_bench.py and bench/perceptual_study.py.
 """
@@ -96,14 +96,15 @@ def main() -> None:
     seconds = float(sys.argv[2]) if len(sys.argv) > 2 else 30.0
     overrides = sys.argv[3:]
     files = fetch()[:count]
-    print(f"{'track':<28}{'LUFS':>8}{'dBTP':>8}{'NMR':>8}{'DRL':>9}{'baseline':>10}  on target")
+    print(f"{'track':<28}{'LUFS':>8}{'dBTP':>8}{'NMR':>8}{'baseline':>10}{'DRL':>8}{'baseline':>10}  on target")
     for path in files:
         clip = excerpt(path, seconds)
         metrics = tune(clip, MUSIC / "runs" / f"{clip.stem}_{time.strftime('%Y%m%d-%H%M%S')}", *overrides)
         out = metrics["output"]
         print(f"{clip.stem:<28}{out['integrated_lufs']:8.2f}{out['true_peak_dbtp']:8.2f}{out['nmr_db']:8.2f}"
-              f"{out['drl_db']:9.2f}{metrics['baseline_drl_db']:10.2f}  {metrics['on_target']}")
-    print("NMR and DRL in dB (lower is more transparent); baseline = the gain + limiter grid's plain DRL. The "
+              f"{metrics['baseline']['nmr_db']:10.2f}{out['drl_db']:8.2f}{metrics['baseline_drl_db']:10.2f}  "
+              f"{metrics['on_target']}")
+    print("NMR and DRL in dB (lower is more transparent); baseline: the best gain + limiter of the grid. The "
           "established limiters and the perceptual referee: bench/perceptual_study.py, bench/peers.py")
 
 

@@ -14,13 +14,13 @@ peak at or under the ceiling:
   two-stage release (10 ms fast, 1 s slow), a compressor (2:1 at the 90th percentile of 50 ms RMS, 10/150 ms)
   before it, and the tuning job (`train.py`) with each loss;
 - the established limiters of bench/peers.py, each at its best setting: the settings are ranked by the
-  selection measure (``--select``), the three best scored by HAAQI, the best of them kept;
+  selection measure (``--select``) and the best HAAQI_CANDIDATES of them scored by HAAQI, the best kept;
 - ffmpeg's loudnorm as users run it (it may land off target, and is then left out of the rankings).
 
 Stages (each resumes where the files exist): ``render`` writes bench/_study/<track>/<target>/<name>.wav and
 its manifest.json; ``score`` adds HAAQI (bench/haaqi.py, cached) and every candidate measure to scores.json;
-``report`` prints Markdown tables: Kendall tau per measure and case, the tuned job against the best peer, and
-every score.
+``report`` prints Markdown tables: Kendall tau per measure and case, how often each measure orders the pairs
+HAAQI clearly tells apart as HAAQI does, the tuned job against the best peer, and every score.
 """
 
 from __future__ import annotations
@@ -69,6 +69,8 @@ TRACKS = {
 PEERS = ("lsp", "x42", "calf", "zam", "hyrax", "pb-limiter", "pb-brickwall", "loudnorm")
 HAAQI_CANDIDATES = 1  # settings of each peer scored by HAAQI (the best by the selection measure)
 TIE = 0.005  # HAAQI differences below this are ties
+CLEAR = 0.02  # HAAQI differences from this up are clear
+DISCRIMINATES = 0.1  # a case whose outputs' HAAQI spreads this much or more tells them apart
 
 
 # ------------------------------------------------------------------------------------------------ inputs
@@ -171,7 +173,9 @@ def render_case(label: str, lufs: float, ceiling: float, skip_peers: bool, skip_
             if name not in manifest:
                 clock = time.perf_counter()
                 run = folder / "runs" / name
-                metrics = music.tune(source, run, f"target.lufs={lufs}", f"target.ceiling_dbtp={ceiling}", *overrides)
+                # the input is conditioned already where the job would condition it (excerpt_path)
+                metrics = music.tune(source, run, f"target.lufs={lufs}", f"target.ceiling_dbtp={ceiling}",
+                                     "subsonic.mode=off", *overrides)
                 out = read(run / "processed" / f"{source.stem}.wav")
                 done(name, out, {"selected": metrics.get("selected"), "seconds": time.perf_counter() - clock})
     if not skip_peers:
@@ -276,19 +280,52 @@ MEASURES = ("drl_db", "band_drl_db/200_2000", "frame_drl_db", "bands_objective_d
 
 
 def agreement(scores: dict, names=MEASURES) -> str:
-    """Kendall tau-b of each measure with HAAQI per case (outputs on target), Markdown."""
-    lines = ["| case | outputs | " + " | ".join(names) + " |", "|---" * (len(names) + 2) + "|"]
+    """Kendall tau-b of each measure with HAAQI per case (outputs on target; nan where HAAQI ties every pair),
+    with HAAQI's spread (best minus worst output); summaries over every case HAAQI does not tie and over the
+    cases where it spreads by DISCRIMINATES or more, Markdown."""
+    lines = ["| case | outputs | HAAQI spread | " + " | ".join(names) + " |", "|---" * (len(names) + 3) + "|"]
     taus = {name: [] for name in names}
+    spreads = []
     for case, entries in scores.items():
         kept = [v for v in entries.values() if v.get("on_target")]
         referee = [v["haaqi"] for v in kept]
+        spreads.append(max(referee) - min(referee))
         row = []
         for name in names:
             taus[name].append(kendall_tau(referee, [v[name] for v in kept]))
             row.append(f"{taus[name][-1]:.2f}")
-        lines.append(f"| {case} | {len(kept)} | " + " | ".join(row) + " |")
-    for label, summary in (("mean", statistics.fmean), ("lowest", min)):
-        lines.append(f"| {label} | | " + " | ".join(f"{summary(taus[n]):.2f}" for n in names) + " |")
+        lines.append(f"| {case} | {len(kept)} | {spreads[-1]:.3f} | " + " | ".join(row) + " |")
+    wide = [spread >= DISCRIMINATES for spread in spreads]
+    for label, summary, chosen in (("mean", statistics.fmean, None), ("lowest", min, None),
+                                   (f"mean, spread >= {DISCRIMINATES:g}", statistics.fmean, wide),
+                                   (f"lowest, spread >= {DISCRIMINATES:g}", min, wide)):
+        def kept_taus(name):
+            return [t for i, t in enumerate(taus[name]) if not math.isnan(t) and (chosen is None or chosen[i])]
+        lines.append(f"| {label} | | | " + " | ".join(f"{summary(kept_taus(n)):.2f}" for n in names) + " |")
+    return "\n".join(lines)
+
+
+def clear_pairs(scores: dict, names=MEASURES) -> str:
+    """For the pairs of outputs (on target, same case) whose HAAQI differs by CLEAR or more: how often each
+    measure orders them as HAAQI does, per target and overall, Markdown."""
+    targets = sorted({case.split()[1] for case in scores}, key=float)
+    counts = {(name, group): [0, 0] for name in names for group in [*targets, "all"]}
+    for case, entries in scores.items():
+        kept = [v for v in entries.values() if v.get("on_target")]
+        for a, b in itertools.combinations(kept, 2):
+            if abs(a["haaqi"] - b["haaqi"]) < CLEAR:
+                continue
+            better, worse = (a, b) if a["haaqi"] > b["haaqi"] else (b, a)
+            for name in names:
+                for group in (case.split()[1], "all"):
+                    counts[name, group][0] += better[name] < worse[name]
+                    counts[name, group][1] += 1
+    lines = ["| pairs | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for group in [*targets, "all"]:
+        total = counts[names[0], group][1]
+        label = f"{group} LUFS ({total})" if group != "all" else f"all ({total})"
+        lines.append(f"| {label} | " + " | ".join(f"{100 * counts[n, group][0] / max(total, 1):.0f} %"
+                                                   for n in names) + " |")
     return "\n".join(lines)
 
 
@@ -346,7 +383,7 @@ def main() -> None:
     if "report" in stages:
         scores = json.loads((STUDY / "scores.json").read_text())
         scores = {k: v for k, v in scores.items() if k.split()[0] in labels}
-        print(agreement(scores), against_peers(scores), details(scores), sep="\n\n")
+        print(agreement(scores), clear_pairs(scores), against_peers(scores), details(scores), sep="\n\n")
 
 
 if __name__ == "__main__":

@@ -120,7 +120,7 @@ def test_train_py_subprocess(tmp_path):
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "loudness (LUFS)" in result.stdout and "baseline DRL" in result.stdout
+    assert "loudness (LUFS)" in result.stdout and "gain + limiter: release" in result.stdout
     assert f"output folder: {run_dir}" in result.stdout
     for name in ("metrics.json", "tuned_params.yaml", "processed/demo.wav"):
         assert (run_dir / name).is_file()

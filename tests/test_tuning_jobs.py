@@ -63,6 +63,8 @@ def test_folder_per_track_each_file_meets_its_target(compose_config, tmp_path, f
         settings = yaml.safe_load((run / name / "tuned_params.yaml").read_text())["stages"]
         gains.append(settings["gain"]["gain_db"])
         assert float(rows[name]["output_lufs"]) == pytest.approx(-14.0, abs=0.01)
+        assert float(rows[name]["nmr_db"]) == pytest.approx(metrics["output"]["nmr_db"], abs=1e-3)
+        assert float(rows[name]["baseline_nmr_db"]) == pytest.approx(metrics["baseline"]["nmr_db"], abs=1e-3)
         assert float(rows[name]["gain.gain_db"]) == pytest.approx(settings["gain"]["gain_db"], abs=1e-3)
     assert max(gains) - min(gains) > 2.0  # per-item settings: the quieter files got more gain
     assert (run / "checkpoints" / "last.ckpt").is_file()

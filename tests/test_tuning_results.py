@@ -66,8 +66,16 @@ def test_write_results(tmp_path, signals):
 def test_nested_settings_and_table(signals):
     x, y = signals
     assert nested_settings({"a.b": 1.0, "c": 2.0}) == {"a": {"b": 1.0}, "processor": {"c": 2.0}}
-    table = summary_table(metrics_for(x, y), {"compressor.ratio": 2.5})
-    assert "loudness (LUFS)" in table and "baseline DRL" in table and "compressor.ratio" in table
+    metrics = metrics_for(x, y)
+    metrics["baseline"].update(lufs=-14.0, nmr_db=-31.5, slow_release_ms=1000.0)
+    table = summary_table(metrics, {"compressor.ratio": 2.5})
+    header, *rows = table.splitlines()
+    assert header.split() == ["input", "output", "baseline"]
+    nmr = next(row for row in rows if row.startswith("NMR (dB)")).split()
+    assert float(nmr[-1]) == -31.5 and float(nmr[-2]) == pytest.approx(metrics["output"]["nmr_db"], abs=0.01)
+    assert next(row for row in rows if row.startswith("DRL (dB)")).split()[-1] == "-20.00"
+    assert "slow release 1000 ms" in table and "compressor.ratio" in table
+    assert "objective (dB)" not in table  # the default objective is the NMR itself
 
 
 def test_media_helpers():

@@ -149,17 +149,26 @@ def write_results(
 
 
 def summary_table(metrics: Mapping, values: Mapping[str, float]) -> str:
-    """A plain-text table: before/after loudness, true peak, LRA, DRL, the baseline, the tuned settings."""
+    """A plain-text table: loudness, true peak, LRA, DRL and NMR of the input, the output and the gain + limiter
+    baseline, the input's conditioning, the target, which candidate won, the tuned settings."""
 
-    def fmt(value, unit=""):
-        return "-" if value is None else f"{value:8.2f}{unit}"
+    def fmt(value):
+        return "-" if value is None else f"{value:8.2f}"
 
-    rows = [("", "input", "output")]
-    for key, label in (("integrated_lufs", "loudness (LUFS)"), ("true_peak_dbtp", "true peak (dBTP)"),
-                       ("lra", "loudness range (LU)"), ("drl_db", "DRL (dB)"), ("nmr_db", "NMR (dB)")):
-        rows.append((label, fmt(metrics["input"].get(key)), fmt(metrics["output"].get(key))))
+    base = metrics.get("baseline") or {}
+    columns = [("input", metrics["input"]), ("output", metrics["output"])]
+    if base:
+        columns.append(("baseline", {**base, "integrated_lufs": base.get("lufs")}))
+    measures = [("integrated_lufs", "loudness (LUFS)"), ("true_peak_dbtp", "true peak (dBTP)"),
+                ("lra", "loudness range (LU)"), ("drl_db", "DRL (dB)"), ("nmr_db", "NMR (dB)")]
+    out = metrics["output"]
+    if out.get("objective_drl_db") is not None and all(
+            out["objective_drl_db"] != out.get(key) for key in ("drl_db", "nmr_db")):
+        measures.append(("objective_drl_db", "objective (dB)"))  # a mix of measures: the loss says which
+    rows = [("", *(name for name, _ in columns))]
+    rows += [(label, *(fmt(column.get(key)) for _, column in columns)) for key, label in measures]
     width = max(len(r[0]) for r in rows) + 2
-    lines = [f"{r[0]:<{width}}{r[1]:>10}{r[2]:>10}" for r in rows]
+    lines = [f"{r[0]:<{width}}" + "".join(f"{cell:>10}" for cell in r[1:]) for r in rows]
     conditioning = metrics.get("conditioning")
     if conditioning:
         done = (f"removed: zero-phase high-pass at {conditioning['cutoff_hz']:g} Hz" if conditioning["subsonic"]
@@ -168,12 +177,10 @@ def summary_table(metrics: Mapping, values: Mapping[str, float]) -> str:
                      f"{conditioning['dc_offset']:.4f}; {done}")
     target = metrics["target"]
     lines.append(f"{'target':<{width}}{target['lufs']:>7.1f} LUFS, true peak <= {target['ceiling_dbtp']:.1f} dBTP")
-    base = metrics.get("baseline")
     if base:
-        lines.append(
-            f"{'baseline DRL (dB)':<{width}}{base['drl_db']:>10.2f}  gain + limiter: release "
-            f"{base['release_ms']:g} ms, lookahead {base['lookahead_ms']:g} ms"
-        )
+        slow = base.get("slow_release_ms")
+        lines.append(f"{'baseline':<{width}}gain + limiter: release {base['release_ms']:g} ms, lookahead "
+                     f"{base['lookahead_ms']:g} ms" + (f", slow release {slow:g} ms" if slow else ""))
     selected = metrics.get("selected")
     if selected:
         meaning = {"tuned": f"found by training (best at step {metrics.get('best_step')})",
@@ -189,7 +196,7 @@ def summary_table(metrics: Mapping, values: Mapping[str, float]) -> str:
 
 #: Columns of summary.csv, after `name` and before the settings (one column per tuned parameter).
 SUMMARY_COLUMNS = ("input_lufs", "output_lufs", "input_true_peak_dbtp", "output_true_peak_dbtp", "drl_db",
-                   "baseline_drl_db", "drl_gain_over_baseline_db", "on_target")
+                   "baseline_drl_db", "drl_gain_over_baseline_db", "nmr_db", "baseline_nmr_db", "on_target")
 
 
 def summary_row(name: str, metrics: Mapping, values: Mapping[str, float]) -> dict:
@@ -199,6 +206,7 @@ def summary_row(name: str, metrics: Mapping, values: Mapping[str, float]) -> dic
            "input_true_peak_dbtp": source["true_peak_dbtp"], "output_true_peak_dbtp": result["true_peak_dbtp"],
            "drl_db": result["drl_db"], "baseline_drl_db": metrics.get("baseline_drl_db"),
            "drl_gain_over_baseline_db": metrics.get("drl_gain_over_baseline_db"),
+           "nmr_db": result.get("nmr_db"), "baseline_nmr_db": (metrics.get("baseline") or {}).get("nmr_db"),
            "on_target": metrics.get("on_target")}
     row.update({key: value for key, value in values.items()})
     return row
