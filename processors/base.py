@@ -120,17 +120,22 @@ class Processor(nn.Module):
         return next(iter(sizes.values()), None)
 
     def _batched_params(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Physical values cast to ``x``'s dtype/device, each of shape (B,) matching x's batch (B, C, T)."""
+        """Physical values cast to ``x``'s dtype/device, each of shape (N,) matching x's batch (N, C, T). B
+        batched settings serve a batch of N = K x B items, item ``k * B + b`` with setting ``b`` (K crops of
+        each setting, crop-major)."""
         b = self.batch_size()
-        if b is not None and b != x.shape[0] and b != 1:
+        if b is not None and b != 1 and x.shape[0] % b:
             raise ValueError(
                 f"{type(self).__name__} parameters carry a batch of {b} settings but the audio batch is "
-                f"{x.shape[0]}; pass audio of shape ({b}, C, T)"
+                f"{x.shape[0]}; pass audio of shape ({b}, C, T) or (K x {b}, C, T)"
             )
         out = {}
         for name in self._specs:
             value = self.param(name).to(device=x.device, dtype=x.dtype)
-            out[name] = value.reshape(-1).expand(x.shape[0]) if value.numel() == 1 else value
+            if value.numel() == 1:
+                out[name] = value.reshape(-1).expand(x.shape[0])
+            else:
+                out[name] = value.repeat(x.shape[0] // value.shape[0]) if value.shape[0] != x.shape[0] else value
         return out
 
     # --- processing -------------------------------------------------------------------------------------------

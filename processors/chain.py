@@ -105,6 +105,14 @@ class Chain(nn.Module):
         """Unfreeze dotted parameters (all when none given)."""
         self._each(names, "unfreeze")
 
+    def batch_size(self) -> int | None:
+        """B when any stage's parameters are batched, else None (ValueError when stages disagree)."""
+        sizes = {name: proc.batch_size() for name, proc in self.stages.items()}
+        batched = {name: size for name, size in sizes.items() if size is not None}
+        if len(set(batched.values())) > 1:
+            raise ValueError(f"batched stages of the chain disagree in size: {batched}")
+        return next(iter(batched.values()), None)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Run every stage in order on (T,), (C, T) or (B, C, T) audio; returns the same shape."""
         return on_audio(x, self._process)

@@ -89,7 +89,7 @@ def test_data_options(compose_config, tmp_path):
     assert set(options("data")) >= {"demo", "file", "folder"}
     cfg = compose_config(["data=folder", f"data.dir={tmp_path}"])
     assert cfg.data.mode == "per_track"
-    from train import load_tracks
+    from tuning.job import load_tracks
 
     mode, tracks = load_tracks(cfg)
     assert mode == "per_track" and [t.name for t in tracks] == ["song"]

@@ -30,6 +30,9 @@ def test_batched_gain_and_mismatch():
     assert torch.allclose(y[:, 0, 0], torch.tensor([1.0, 0.1], dtype=torch.float64))
     with pytest.raises(ValueError, match="batch of 2"):
         Gain(48000, [0.0, -20.0])(torch.ones(3, 1, 5))
+    # K = 3 crops of each of 2 settings, crop-major: item k * 2 + b takes setting b
+    tiled = Gain(48000, [0.0, -20.0])(torch.ones(6, 1, 5, dtype=torch.float64))
+    assert torch.allclose(tiled[:, 0, 0], torch.tensor([1.0, 0.1] * 3, dtype=torch.float64))
 
 
 def test_gradient_is_exact():

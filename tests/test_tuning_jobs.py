@@ -1,5 +1,5 @@
 """Jobs beyond one track: a folder per track (one batch), album mode on two DDP processes, a loudness sweep
-with its Pareto report, and kill-and-resume equivalence."""
+with its Pareto report, and kill-and-resume equivalence in every mode."""
 
 import csv
 import json
@@ -71,6 +71,24 @@ def test_folder_per_track_each_file_meets_its_target(compose_config, tmp_path, f
 
 
 @pytest.mark.slow
+def test_per_track_logs_hparams_params_and_media_per_file(compose_config, tmp_path, folder):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = compose_config(["data=folder", f"data.dir={folder}", *TINY, "trainer.max_steps=2", "logger=tensorboard",
+                          "+callbacks.media={_target_: tuning.callbacks.MediaLogger, excerpt_s: 1.0}"])
+    train_script.train(cfg)
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"), size_guidance={"images": 0, "audio": 0})
+    events.Reload()
+    tags = events.Tags()
+    assert {"hp/drl_db", "hp/nmr_db", "train/loss", "val/nmr_db", "val/on_target"} <= set(tags["scalars"])
+    for name in ("song0", "song1", "song2"):
+        assert f"params/compressor.threshold_db/{name}" in tags["scalars"]
+        assert f"{name}/audio/output" in tags["audio"]
+        assert f"{name}/figures/gain_reduction" in tags["images"]
+    assert (tmp_path / "run" / "tensorboard" / "hparams.yaml").is_file()
+
+
+@pytest.mark.slow
 def test_album_mode_on_two_ddp_cpu_processes(tmp_path, folder):
     run = tmp_path / "album"
     result = subprocess.run(
@@ -117,10 +135,13 @@ def test_sweep_of_two_targets_and_its_report(tmp_path):
 
 
 @pytest.mark.slow
-def test_kill_and_resume_ends_like_an_uninterrupted_run(compose_config, tmp_path):
+@pytest.mark.parametrize("mode", ["single", "per_track", "shared"])
+def test_kill_and_resume_ends_like_an_uninterrupted_run(compose_config, tmp_path, folder, mode):
     compose_config()  # clears Hydra's global state afterwards
-    base = [*TINY, "data.track.duration_s=3.0", "data.batches_per_epoch=3",
-            "callbacks.checkpoint.every_n_train_steps=2"]
+    data = {"single": ["data.track.duration_s=3.0"],
+            "per_track": ["data=folder", f"data.dir={folder}"],
+            "shared": ["data=folder", f"data.dir={folder}", "data.mode=shared"]}[mode]
+    base = [*TINY, *data, "data.batches_per_epoch=3", "callbacks.checkpoint.every_n_train_steps=2"]
 
     def run(name, *overrides):
         GlobalHydra.instance().clear()
@@ -130,24 +151,30 @@ def test_kill_and_resume_ends_like_an_uninterrupted_run(compose_config, tmp_path
             cfg.hydra.runtime.output_dir = str(tmp_path / name)
             cfg.hydra.job.num = 0
         HydraConfig.instance().set_config(cfg)
-        return train_script.train(cfg), tmp_path / name
+        result = train_script.train(cfg)
+        return ({"": result} if mode == "single" else result), tmp_path / name
 
     whole, whole_dir = run("whole", "trainer.max_steps=6")
     # "killed" after 4 steps (mid-epoch, after a validation): its last checkpoint is at step 4
     _, killed_dir = run("killed", "trainer.max_steps=4")
     checkpoint = killed_dir / "checkpoints" / "last.ckpt"
     resumed, resumed_dir = run("resumed", "trainer.max_steps=6", f"ckpt_path={checkpoint}")
-    assert resumed["steps"] == whole["steps"] == 6
     with (resumed_dir / "csv" / "metrics.csv").open() as handle:
         trained = [int(row["step"]) for row in csv.DictReader(handle) if row.get("train/loss")]
     assert trained and min(trained) >= 4  # it did continue from the checkpoint: steps 5 and 6 only
-    assert resumed["best_step"] == whole["best_step"] and resumed["selected"] == whole["selected"]
-    a = yaml.safe_load((whole_dir / "tuned_params.yaml").read_text())["stages"]
-    b = yaml.safe_load((resumed_dir / "tuned_params.yaml").read_text())["stages"]
-    for stage, values in a.items():
-        for key, value in values.items():
-            assert b[stage][key] == pytest.approx(value, rel=1e-6, abs=1e-6), f"{stage}.{key}"
-    assert resumed["output"]["drl_db"] == pytest.approx(whole["output"]["drl_db"], abs=1e-4)
+    assert set(resumed) == set(whole)
+    for name in whole:
+        metrics, again = whole[name], resumed[name]
+        metrics, again = metrics.get("album", metrics), again.get("album", again)
+        assert again["steps"] == metrics["steps"] == 6
+        assert again["best_step"] == metrics["best_step"] and again["selected"] == metrics["selected"]
+        assert again["output"]["drl_db"] == pytest.approx(metrics["output"]["drl_db"], abs=1e-4)
+        params = Path(name) / "tuned_params.yaml" if mode != "single" else Path("tuned_params.yaml")
+        a = yaml.safe_load((whole_dir / params).read_text())["stages"]
+        b = yaml.safe_load((resumed_dir / params).read_text())["stages"]
+        for stage, values in a.items():
+            for key, value in values.items():
+                assert b[stage][key] == pytest.approx(value, rel=1e-6, abs=1e-6), f"{name} {stage}.{key}"
 
 
 def test_resume_needs_a_checkpoint(compose_config, tmp_path):

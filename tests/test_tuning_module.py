@@ -101,13 +101,13 @@ def test_threshold_above_every_peak_still_reaches_target(compose_config):
 def test_settings_that_cannot_reach_the_target_are_no_candidate(monkeypatch):
     import tuning.module
     from processors import Chain, Gain, Limiter
-    from tuning.module import TuningModule
+    from tuning.module import Item, TuningModule
     from tuning.objective import LossWeights, Objective, Target
 
     audio = 0.1 * torch.randn(2, 44100)
     chain = Chain({"gain": Gain(44100), "limiter": Limiter(44100, release_ms=1000.0, slow_release_ms=5000.0)})
     objective = Objective(44100, Target(-14.0, -1.0), LossWeights())
-    module = TuningModule(chain, audio, 44100, objective, torch.optim.Adam, 4410, "gain.gain_db")
+    module = TuningModule(chain, [Item("noise", audio, objective)], 44100, torch.optim.Adam, 4410, "gain.gain_db")
     logged = []
     monkeypatch.setattr(module, "log", lambda name, value, **kwargs: logged.append((name, value)))
 
@@ -116,4 +116,4 @@ def test_settings_that_cannot_reach_the_target_are_no_candidate(monkeypatch):
 
     monkeypatch.setattr(tuning.module, "solve_target", unreachable)
     module.validation_step(None, 0)
-    assert logged == [("val/on_target", 0.0)] and module.best_state is None
+    assert logged == [("val/on_target", 0.0)] and module.best[0].state is None

@@ -20,7 +20,7 @@ from tuning.results import summary_table  # noqa: E402
 
 
 class SolveTarget(L.Callback):
-    """Put the run exactly on target after the last step (see :meth:`TuningModule.finalize`)."""
+    """Put the run exactly on target after the last step (see :meth:`tuning.module.TuningModule.finalize`)."""
 
     def __init__(self, tol_lu: float = 0.02) -> None:
         self.tol_lu = float(tol_lu)
@@ -71,7 +71,8 @@ def spectrum_db(audio: torch.Tensor, n_fft: int = 4096) -> torch.Tensor:
 class MediaLogger(L.Callback):
     """At the end of training, in TensorBoard: input/output/residual audio and the gain reduction over time
     of each stage (the loudest ``excerpt_s``), the compressor's transfer curve, the residual's spectrum
-    against the signal's (whole track) and the summary table. Rank zero only."""
+    against the signal's (whole track) and the summary table; per setting (tags under its name) when a run
+    tunes several. Rank zero only."""
 
     def __init__(self, excerpt_s: float = 10.0) -> None:
         if not excerpt_s > 0:
@@ -81,36 +82,37 @@ class MediaLogger(L.Callback):
     @rank_zero_only
     def on_train_end(self, trainer: L.Trainer, pl_module) -> None:
         logger = _tensorboard(trainer)
-        final = getattr(pl_module, "final", None)
-        if logger is None or final is None:
+        if logger is None or not getattr(pl_module, "finals", None):
             return
-        writer = logger.experiment
-        step = trainer.global_step
-        rate = pl_module.sample_rate
-        track = pl_module.track
+        several = len(pl_module.items) > 1
+        for index, (item, final, metrics) in enumerate(zip(pl_module.items, pl_module.finals,
+                                                           pl_module.final_metrics)):
+            # the solver holds the setting's final values once the module is finalized
+            self._log_setting(logger.experiment, trainer.global_step, f"{item.name}/" if several else "",
+                              item.track, final, metrics, pl_module.solvers[index], pl_module.sample_rate)
+        logger.experiment.flush()
+
+    def _log_setting(self, writer, step: int, prefix: str, track, final, metrics, processor, rate: int) -> None:
+        """Audio, figures and the summary of one tuned setting, its tags under ``prefix``."""
         output = final.output
         _, residual = drl.level_match(track, output)
-
         part = loudest_excerpt(track, rate, self.excerpt_s)
         for tag, audio in (("input", track), ("output", output), ("residual", residual)):
             mono = audio[:, part].mean(dim=0, keepdim=True).float().cpu()
-            writer.add_audio(f"audio/{tag}", mono.clamp(-1, 1), step, sample_rate=rate)
+            writer.add_audio(f"{prefix}audio/{tag}", mono.clamp(-1, 1), step, sample_rate=rate)
 
         figures = {
-            "figures/gain_reduction": self._gain_reduction_figure(pl_module.processor, track[:, part], rate,
+            "figures/gain_reduction": self._gain_reduction_figure(processor, track[:, part], rate,
                                                                   part.start / rate),
             "figures/residual_spectrum": self._spectrum_figure(track, output, residual, rate),
         }
-        compressor = next((stage for _, stage in pl_module.processor if hasattr(stage, "static_curve_db")), None)
+        compressor = next((stage for _, stage in processor if hasattr(stage, "static_curve_db")), None)
         if compressor is not None:
             figures["figures/compressor_curve"] = self._curve_figure(compressor)
         for tag, figure in figures.items():
-            writer.add_figure(tag, figure, step)
+            writer.add_figure(f"{prefix}{tag}", figure, step)
             plt.close(figure)
-
-        metrics = pl_module.final_metrics
-        writer.add_text("summary", "```\n" + summary_table(metrics, final.values) + "\n```", step)
-        writer.flush()
+        writer.add_text(f"{prefix}summary", "```\n" + summary_table(metrics, final.values) + "\n```", step)
 
     @staticmethod
     def _gain_reduction_figure(processor, track: torch.Tensor, rate: int, offset_s: float = 0.0):

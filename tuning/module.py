@@ -1,19 +1,27 @@
-"""The LightningModule: the processor's unconstrained parameters are the model; crops of one track the data."""
+"""The LightningModule: B settings of one processor tuned side by side, each on crops of its own track.
+
+One module serves every mode: one track (B = 1), an album (B = 1, crops drawn from every file's segment of
+the joined album), and many tracks tuned per track (B files, parameters of shape (B,)). Every step draws K
+crops per setting and processes all K x B crops in one call (the parameters tiled over the crops); every
+decision (the projection onto the target, the best candidate, the final solve) is taken per setting on its
+whole track, through a one-setting copy of the processor (its ``solver``) whose solved gain and ceiling are
+written back into the batch.
+"""
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
-import drl
 from processors import Chain
 from tuning.audio import draw_crop_starts, step_generator, take_crops
-from tuning.objective import Objective, Target
+from tuning.objective import Objective
 from tuning.results import run_metrics, track_metrics
 from tuning.solve import Solution, solve_target
 
@@ -23,74 +31,120 @@ def physical_params(processor: Chain) -> dict[str, torch.Tensor]:
     return {spec.name: processor.param(spec.name) for spec in processor.specs}
 
 
-#: Final metrics shown in TensorBoard's HPARAMS tab, as ``hp/<name>``.
+def batch_values(chains: Sequence[torch.nn.Module]) -> dict[str, list[float]]:
+    """The settings of B one-setting chains as {dotted name: [B values]}."""
+    per_item = [chain.values() for chain in chains]
+    return {name: [values[name] for values in per_item] for name in per_item[0]}
+
+
+def item_values(values: Mapping[str, float | list[float]], index: int) -> dict[str, float]:
+    """Item ``index`` of batched settings {name: [B values]} (unbatched values are every item's)."""
+    return {name: float(value[index] if isinstance(value, list) else value) for name, value in values.items()}
+
+
+#: Final metrics shown in TensorBoard's HPARAMS tab, as ``hp/<name>`` (means over the settings).
 HP_METRICS = ("drl_db", "nmr_db", "baseline_drl_db", "lufs", "true_peak_dbtp")
 
 
-class TuningModule(L.LightningModule):
-    """Tunes ``processor`` on random crops of ``track_audio`` (C, T) to ``target`` with least DRL.
+@dataclass
+class Item:
+    """What one setting is tuned on: its ``track`` (C, T), where crops may start in it (``segments``:
+    (offset, length) in samples), its ``objective``, its gain + limiter ``baseline`` and the input's measures
+    (None: measured at the end)."""
 
-    ``optimizer`` builds the optimiser from the parameter list (a partial, e.g. ``torch.optim.Adam``).
-    ``level_param``/``ceiling_param`` are the dotted names the final solve adjusts (see
-    :func:`tuning.solve.solve_target`); ``tol_lu`` is the loudness tolerance of every solve (candidates are
-    compared at the same loudness: near transparency, DRL moves by hundredths of a dB per 0.001 LU).
-    ``config`` is a flat dict of plain values shown as hparams.
+    name: str
+    track: torch.Tensor
+    objective: Objective
+    segments: list[tuple[int, int]] | None = None
+    baseline: dict = field(default_factory=dict)
+    input_metrics: dict | None = None
+
+    def __post_init__(self) -> None:
+        self.segments = [(int(o), int(n)) for o, n in (self.segments or [(0, self.track.shape[-1])])]
+
+
+@dataclass
+class Best:
+    """The best candidate of one setting so far: its objective on target (dB), its processor state (the
+    solver's state dict), the step and how it was found ("start", "idle" or "tuned")."""
+
+    objective_db: float | None = None
+    state: dict | None = None
+    step: int | None = None
+    label: str = "start"
+
+    def offer(self, objective_db: float, solver: torch.nn.Module, step: int, label: str) -> None:
+        if self.objective_db is None or objective_db < self.objective_db:
+            self.objective_db, self.step, self.label = float(objective_db), int(step), label
+            self.state = {k: v.detach().clone() for k, v in solver.state_dict().items()}
+
+
+class TuningModule(L.LightningModule):
+    """Tunes ``processor`` so that each of its B settings brings its :class:`Item` to that item's target with
+    the least distortion (the measure its objective's loss weights).
+
+    ``processor`` holds the B settings (parameters of shape (B,); unbatched when there is one item, which is
+    then its own solver); ``solvers`` are B one-setting processors of the same layout, used for whole-track
+    solves. ``optimizer`` builds the optimiser from the parameter list (a partial, e.g. ``torch.optim.Adam``).
+    ``level_param``/``ceiling_param`` are the dotted names the solves adjust (see
+    :func:`tuning.solve.solve_target`); ``tol_lu`` is the loudness tolerance of every projection (candidates
+    are compared at the same loudness: near transparency DRL moves by hundredths of a dB per 0.001 LU).
+    ``idle_values`` make the extra stages transparent (the processor is then the gain + limiter baseline);
+    ``config`` is a flat dict of plain values shown as hparams. The loss is the sum of the items' objectives:
+    a setting reaches only its own term and Adam scales every element on its own, so the settings are
+    optimised as in separate jobs.
     """
 
     def __init__(
         self,
         processor: torch.nn.Module,
-        track_audio: torch.Tensor,
+        items: Sequence[Item],
         sample_rate: int,
-        objective: Objective,
         optimizer: Callable,
         crop_samples: int,
         level_param: str,
         ceiling_param: str | None = None,
+        *,
+        solvers: Sequence[torch.nn.Module] | None = None,
         config: Mapping | None = None,
-        baseline: Mapping | None = None,
         idle_values: Mapping[str, float] | None = None,
         tol_lu: float = 0.001,
-        input_metrics: Mapping | None = None,
         crops_per_batch: int = 4,
         seed: int = 0,
-        segments: list[tuple[int, int]] | None = None,
     ) -> None:
         super().__init__()
         # logged by on_fit_start together with the final metrics' names (the HPARAMS tab)
-        self.save_hyperparameters(
-            ignore=["processor", "track_audio", "objective", "optimizer", "baseline", "input_metrics", "segments"],
-            logger=False,
-        )
-        self.input_metrics = dict(input_metrics) if input_metrics else None
-        self.baseline = dict(baseline or {})
+        self.save_hyperparameters(ignore=["processor", "items", "optimizer", "solvers"], logger=False)
         self.processor = processor
-        self.objective = objective
+        self.items = list(items)
+        if not self.items:
+            raise ValueError("nothing to tune: no track")
+        batch = processor.batch_size()
+        if solvers is None:
+            if batch is not None or len(self.items) != 1:
+                raise ValueError("a batched processor needs one solver per item")
+            solvers = [processor]
+        elif len(solvers) != len(self.items) or (batch is not None and batch != len(self.items)):
+            raise ValueError(f"{len(self.items)} items need as many solvers and settings, got {len(solvers)} "
+                             f"solvers and a batch of {batch}")
+        self.solvers = list(solvers)  # a plain list: not part of the state dict (their values are the batch's)
         self.optimizer_factory = optimizer
         self.sample_rate = int(sample_rate)
         self.crop_samples = int(crop_samples)
-        self.level_param = level_param
-        self.ceiling_param = ceiling_param
-        self.register_buffer("track", track_audio.float(), persistent=False)
-        self.crops_per_batch = int(crops_per_batch)
-        self.seed = int(seed)
-        # where crops may start: (offset, length) in samples of each track inside `track` (album mode)
-        self.segments = [(int(o), int(n)) for o, n in segments] if segments else [(0, track_audio.shape[-1])]
-        self.resumed = False
-        self.final: Solution | None = None
-        self.project_tol_lu = float(tol_lu)
-        self.finalize_s = 0.0
-        self.slope_hint: float | None = None
-        self.best_drl_db: float | None = None
-        self.best_step: int | None = None
-        self.best_state: dict | None = None
-        self.best_label = "start"
+        self.level_param, self.ceiling_param = level_param, ceiling_param
         self.idle_values = dict(idle_values or {})
-        self.final_metrics: dict | None = None
+        self.tol_lu = float(tol_lu)
+        self.crops_per_batch, self.seed = int(crops_per_batch), int(seed)
+        self.best = [Best() for _ in self.items]
+        self.slope_hints: list[float | None] = [None] * len(self.items)
+        self.resumed = False
+        self.finals: list[Solution] | None = None
+        self.final_metrics: list[dict] | None = None
+        self.finalize_s = 0.0
 
     @property
-    def target(self) -> Target:
-        return self.objective.target
+    def batched(self) -> bool:
+        return self.solvers[0] is not self.processor
 
     def configure_optimizers(self):
         params = [p for p in self.processor.parameters() if p.requires_grad]
@@ -98,40 +152,11 @@ class TuningModule(L.LightningModule):
             raise ValueError("every processor parameter is frozen: nothing to tune")
         return self.optimizer_factory(params)
 
-    def crop_starts(self) -> torch.Tensor:
-        """This step's random crop starts: a function of (seed, DDP rank, global step) only, so a resumed run
-        draws the crops of the uninterrupted one and each rank draws its own."""
-        generator = step_generator(self.seed, int(self.global_step), int(self.global_rank))
-        return draw_crop_starts(self.segments, self.crop_samples, self.crops_per_batch, generator)
-
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        x = take_crops(self.track, self.crop_starts(), self.crop_samples)
-        y = self.processor(x)
-        terms = self.objective(x, y)
-        batch = x.shape[0]
-        self.log("train/loss", terms["loss"], prog_bar=True, batch_size=batch)
-        self.log_dict({f"train/{k}": v for k, v in terms.items() if k != "loss"}, batch_size=batch)
-        params = {f"params/{k}": v.detach() for k, v in physical_params(self.processor).items() if v.ndim == 0}
-        self.log_dict(params, batch_size=batch)
-        return terms["loss"]
-
-    def _measure(self, solution: Solution) -> dict[str, torch.Tensor]:
-        metrics = {
-            "val/lufs": torch.tensor(solution.lufs, device=self.device),
-            "val/true_peak_dbtp": torch.tensor(solution.true_peak_dbtp, device=self.device),
-        }
-        # plain, band, frame-wise DRL and the loss's weighted mean of them (objective_drl_db)
-        metrics.update({f"val/{k}": v for k, v in self.objective.measure(self.track, solution.output).items()})
-        return metrics
-
-    def _keep_if_best(self, drl_db: float, label: str = "tuned") -> None:
-        if self.best_drl_db is None or drl_db < self.best_drl_db:
-            self.best_drl_db = drl_db
-            self.best_step = int(self.global_step)
-            self.best_label = label
-            self.best_state = {k: v.detach().clone() for k, v in self.processor.state_dict().items()}
-
     def on_fit_start(self) -> None:
+        moved = {}  # items may share one track (a population): move each tensor once
+        for item in self.items:
+            item.track = moved.setdefault(id(item.track), item.track.float().to(self.device))
+        self.solvers = [s.to(self.device) for s in self.solvers]
         placeholders = {f"hp/{k}": math.nan for k in HP_METRICS}
         for logger in self.loggers:
             if isinstance(logger, TensorBoardLogger):
@@ -139,97 +164,191 @@ class TuningModule(L.LightningModule):
             else:
                 logger.log_hyperparams(dict(self.hparams))
 
-    # The best candidate so far and the solver's slope live outside the parameters: a checkpoint carries them
-    # (plain values and tensors only), so a resumed run selects what the uninterrupted one would.
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["tuning"] = {
-            "best_drl_db": self.best_drl_db, "best_step": self.best_step, "best_label": self.best_label,
-            "best_state": self.best_state, "slope_hint": self.slope_hint,
-        }
+    # --- training ---------------------------------------------------------------------------------------------
+    def crops(self) -> torch.Tensor:
+        """This step's crops, (K, B, C, L): K random crops of every item's track, drawn from a generator seeded
+        by (seed, DDP rank, global step) only, so a resumed run draws the crops of the uninterrupted one and
+        each rank draws its own."""
+        generator = step_generator(self.seed, int(self.global_step), int(self.global_rank))
+        return torch.stack([
+            take_crops(item.track, draw_crop_starts(item.segments, self.crop_samples, self.crops_per_batch,
+                                                    generator), self.crop_samples)
+            for item in self.items
+        ], dim=1)
 
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        state = checkpoint.get("tuning")
-        if state is None:
-            raise ValueError("the checkpoint holds no tuning state: it was not written by a tuning run")
-        self.best_drl_db, self.best_step = state["best_drl_db"], state["best_step"]
-        self.best_label, self.best_state = state["best_label"], state["best_state"]
-        self.slope_hint = state["slope_hint"]
-        self.resumed = True
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        x = self.crops()
+        y = self.processor(x.flatten(0, 1)).view_as(x)  # all K x B crops in one call
+        terms = [item.objective(x[:, b], y[:, b]) for b, item in enumerate(self.items)]
+        loss = torch.stack([t["loss"] for t in terms]).sum()
+        count = x.shape[0] * x.shape[1]
+        self.log("train/loss", loss, prog_bar=True, batch_size=count)
+        self.log_dict({f"train/{k}": torch.stack([t[k].detach() for t in terms]).mean()
+                       for k in terms[0] if k != "loss"}, batch_size=count)
+        self.log_dict(self._params_to_log(), batch_size=count)
+        return loss
 
+    def _params_to_log(self) -> dict[str, torch.Tensor]:
+        """``params/<name>`` in physical units; ``params/<name>/<item>`` for each of B > 1 settings."""
+        out = {}
+        for name, value in physical_params(self.processor).items():
+            value = value.detach()
+            if value.ndim == 0:
+                out[f"params/{name}"] = value
+            else:
+                out.update({f"params/{name}/{item.name}": v for item, v in zip(self.items, value)})
+        return out
+
+    # --- one setting at a time --------------------------------------------------------------------------------
+    def load_item(self, index: int, state: Mapping | None = None) -> torch.nn.Module:
+        """The solver of item ``index`` at the batch's current setting (or at a saved ``state``)."""
+        solver = self.solvers[index]
+        if state is not None:
+            solver.load_state_dict(state)
+        elif self.batched:
+            solver.set_values(**item_values(self.processor.values(), index))
+        return solver
+
+    def store_item(self, index: int, names: Sequence[str] | None = None) -> None:
+        """Write the solver's ``names`` (default: the solved gain and ceiling) into item ``index`` of the batch,
+        in place (the optimiser keeps its parameters)."""
+        if not self.batched:
+            return
+        names = names or [n for n in (self.level_param, self.ceiling_param) if n]
+        batch, solved = self.processor.values(), self.solvers[index].values()
+        update = {}
+        for name in names:
+            update[name] = list(batch[name])
+            update[name][index] = solved[name]
+        self.processor.set_values(**update)
+
+    def solve_item(self, index: int, ceiling: bool = False, tol_lu: float | None = None) -> Solution:
+        """Solve item ``index``'s solver onto its target on its whole track (the level; the ceiling too when
+        asked); ValueError when the target cannot be met."""
+        item = self.items[index]
+        solution = solve_target(
+            self.solvers[index], item.track, self.sample_rate, item.objective.target, self.level_param,
+            self.ceiling_param if ceiling else None, tol_lu=self.tol_lu if tol_lu is None else tol_lu,
+            slope_hint=self.slope_hints[index],
+        )
+        self.slope_hints[index] = solution.slope or self.slope_hints[index]
+        return solution
+
+    def measure_item(self, index: int, output: torch.Tensor) -> dict[str, torch.Tensor]:
+        item = self.items[index]
+        return item.objective.measure(item.track, output)
+
+    # --- candidates before the first step ---------------------------------------------------------------------
     def on_train_start(self) -> None:
-        """Score the candidates that exist before any step: the idle settings (the other stages transparent:
-        the processor is then the gain + limiter baseline) and the starting settings (on target already).
-        A resumed run scored them before it was stopped."""
+        """Score the candidates that exist before any step, per item: the idle settings (the other stages
+        transparent: the processor is then the gain + limiter baseline) and the starting settings (on target
+        already). A resumed run scored them before it was stopped."""
         if self.resumed:
             return
         with torch.no_grad():
-            if self.idle_values:
-                start = {k: v.detach().clone() for k, v in self.processor.state_dict().items()}
-                self._keep_if_best(self._score_idle(), "idle")
-                self.processor.load_state_dict(start)
-            start = self.objective.measure(self.track, self.processor(self.track))["objective_drl_db"]
-            self._keep_if_best(float(start), "start")
+            for index in range(len(self.items)):
+                solver = self.load_item(index)
+                start = {k: v.detach().clone() for k, v in solver.state_dict().items()}
+                if self.idle_values:
+                    self.best[index].offer(self._score_idle(index), solver, self.global_step, "idle")
+                    solver.load_state_dict(start)
+                score = self.measure_item(index, solver(self.items[index].track))["objective_drl_db"]
+                self.best[index].offer(float(score), solver, self.global_step, "start")
 
-    def _score_idle(self) -> float:
-        """DRL on target of the idle settings. When the limiter matches the baseline's winner, they are that
-        baseline: take its gain, ceiling and DRL instead of rendering again."""
-        self.processor.set_values(**self.idle_values)
-        values = self.processor.values()
-        base = self.baseline
+    def _score_idle(self, index: int) -> float:
+        """The objective on target of item ``index``'s idle settings. When the limiter then matches the
+        item's baseline winner, they are that baseline: take its gain, ceiling and score instead of solving."""
+        solver, base = self.solvers[index], self.items[index].baseline
+        solver.set_values(**self.idle_values)
+        values = solver.values()
         limiter = (self.ceiling_param or "").rpartition(".")[0]
-        same = bool(limiter) and all(
-            key in base and values.get(f"{limiter}.{key}") == base[key] for key in ("release_ms", "lookahead_ms")
-        ) and values.get(f"{limiter}.slow_release_ms") == base.get("slow_release_ms") and set(self.processor.stages) - set(self.idle_stages()) == {self.level_param.split(".")[0], limiter}
+        idle_stages = {name.split(".")[0] for name in self.idle_values}
+        same = (bool(limiter) and all(key in base and values.get(f"{limiter}.{key}") == base[key]
+                                      for key in ("release_ms", "lookahead_ms"))
+                and values.get(f"{limiter}.slow_release_ms") == base.get("slow_release_ms")
+                and set(solver.stages) - idle_stages == {self.level_param.split(".")[0], limiter})
         if same:
-            self.processor.set_values(**{self.level_param: base["gain_db"], self.ceiling_param: base["ceiling_db"]})
+            solver.set_values(**{self.level_param: base["gain_db"], self.ceiling_param: base["ceiling_db"]})
             return float(base.get("objective_drl_db", base["drl_db"]))
-        solution = solve_target(self.processor, self.track, self.sample_rate, self.target, self.level_param,
-                                None, tol_lu=self.project_tol_lu)
-        return float(self.objective.measure(self.track, solution.output)["objective_drl_db"])
+        solution = self.solve_item(index)
+        return float(self.measure_item(index, solution.output)["objective_drl_db"])
 
-    def idle_stages(self) -> set[str]:
-        """Stages the idle values make transparent."""
-        return {name.split(".")[0] for name in self.idle_values}
-
+    # --- validation -------------------------------------------------------------------------------------------
     def validation_step(self, batch, batch_idx: int) -> None:
-        """Project onto the loudness target (solve the level gain on the whole track), then log the whole
-        track's loudness, true peak, DRL and band DRL there, and remember the best settings so far. Settings
-        that cannot reach the target (a slow release holding the gain down) are no candidate: ``val/on_target``
-        logs 0 and training goes on from them."""
-        try:
-            solution = solve_target(self.processor, self.track, self.sample_rate, self.target, self.level_param,
-                                    None, tol_lu=self.project_tol_lu, slope_hint=self.slope_hint)
-        except ValueError:
-            self.log("val/on_target", 0.0, batch_size=1)
-            return
-        self.log("val/on_target", 1.0, batch_size=1)
-        self.slope_hint = solution.slope or self.slope_hint
-        metrics = self._measure(solution)
-        metrics["val/solve_renders"] = torch.tensor(float(solution.renders), device=self.device)
-        self.log_dict(metrics, batch_size=1)
-        self._keep_if_best(float(metrics["val/objective_drl_db"]))
+        """Project every setting onto its loudness target (solve the level gain on its whole track), log the
+        measures there (means over the settings) and keep each setting's best. Settings that cannot reach the
+        target (a slow release holding the gain down) are no candidate: ``val/on_target`` logs the share that
+        can, and training goes on from them."""
+        logged: list[dict[str, torch.Tensor]] = []
+        for index in range(len(self.items)):
+            solver = self.load_item(index)
+            try:
+                solution = self.solve_item(index)
+            except ValueError:
+                continue
+            self.store_item(index)
+            measures = self.measure_item(index, solution.output)
+            self.best[index].offer(float(measures["objective_drl_db"]), solver, self.global_step, "tuned")
+            logged.append({"lufs": torch.tensor(solution.lufs), "true_peak_dbtp": torch.tensor(solution.true_peak_dbtp),
+                           **{k: v.detach().cpu() for k, v in measures.items()},
+                           "solve_renders": torch.tensor(float(solution.renders))})
+        self.log("val/on_target", len(logged) / len(self.items), batch_size=1)
+        if logged:
+            self.log_dict({f"val/{k}": torch.stack([m[k].double() for m in logged]).mean().to(self.device)
+                           for k in logged[0]}, batch_size=1)
 
-    def finalize(self, tol_lu: float | None = None) -> Solution:
-        """Restore the best settings seen (by DRL on target), solve the level (and, if needed, the ceiling) on
-        the whole track; keep the result in ``final`` and its measures in ``final_metrics``."""
+    # --- resume -----------------------------------------------------------------------------------------------
+    # The best candidates and the solver's slopes live outside the parameters: a checkpoint carries them
+    # (plain values and tensors only), so a resumed run selects what the uninterrupted one would.
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["tuning"] = {"best": [vars(best) for best in self.best], "slope_hints": self.slope_hints}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint.get("tuning")
+        if state is None or "best" not in state:
+            raise ValueError("the checkpoint holds no tuning state: it was not written by a tuning run")
+        if len(state["best"]) != len(self.items):
+            raise ValueError(f"the checkpoint holds {len(state['best'])} settings, this run tunes "
+                             f"{len(self.items)}: resume with the same tracks and settings")
+        self.best = [Best(**best) for best in state["best"]]
+        self.slope_hints = list(state["slope_hints"])
+        self.resumed = True
+
+    # --- the end ----------------------------------------------------------------------------------------------
+    def finalize(self, tol_lu: float | None = None) -> list[Solution]:
+        """Per setting: restore its best candidate, solve the level (and, if needed, the ceiling) on its whole
+        track and measure; the results in ``finals`` and ``final_metrics``."""
         clock = time.perf_counter()
-        if self.best_state is not None:
-            self.processor.load_state_dict(self.best_state)
-        self.final = solve_target(
-            self.processor, self.track, self.sample_rate, self.target, self.level_param, self.ceiling_param,
-            tol_lu=self.project_tol_lu if tol_lu is None else tol_lu, slope_hint=self.slope_hint,
-        )
-        output = track_metrics(self.track, self.final.output, self.sample_rate, self.objective.weights)
-        base = dict(self.baseline)
-        input_metrics = self.input_metrics or track_metrics(self.track, self.track, self.sample_rate,
-                                                            self.objective.weights)
-        self.final_metrics = run_metrics(input_metrics, output, base, self.target, self.global_step,
-                                         self.best_step, self.best_label)
-        hp = {f"hp/{k}": v for k, v in (("drl_db", output["drl_db"]), ("nmr_db", output.get("nmr_db")),
-                                        ("baseline_drl_db", base.get("drl_db")),
-                                        ("lufs", output["integrated_lufs"]),
-                                        ("true_peak_dbtp", output["true_peak_dbtp"])) if v is not None}
+        self.finals, self.final_metrics = [], []
+        for index, item in enumerate(self.items):
+            best = self.best[index]
+            self.load_item(index, best.state)
+            solution = self.solve_item(index, ceiling=True, tol_lu=tol_lu)
+            self.store_item(index, list(solution.values))
+            weights = item.objective.weights
+            output = track_metrics(item.track, solution.output, self.sample_rate, weights)
+            source = item.input_metrics or track_metrics(item.track, item.track, self.sample_rate, weights)
+            self.finals.append(solution)
+            self.final_metrics.append(run_metrics(source, output, item.baseline, item.objective.target,
+                                                  self.global_step, best.step, best.label))
+        self._log_final()
+        self.finalize_s = time.perf_counter() - clock
+        return self.finals
+
+    def _log_final(self) -> None:
+        """The HPARAMS tab's metrics: the final measures, means over the settings."""
+        hp = {}
+        for key, path in (("drl_db", ("output", "drl_db")), ("nmr_db", ("output", "nmr_db")),
+                          ("baseline_drl_db", ("baseline_drl_db",)), ("lufs", ("output", "integrated_lufs")),
+                          ("true_peak_dbtp", ("output", "true_peak_dbtp"))):
+            values = []
+            for metrics in self.final_metrics:
+                value = metrics
+                for part in path:
+                    value = value.get(part) if isinstance(value, Mapping) else None
+                if value is not None:
+                    values.append(float(value))
+            if values:
+                hp[f"hp/{key}"] = sum(values) / len(values)
         for logger in self.loggers:
             logger.log_metrics(hp, int(self.global_step))
-        self.finalize_s = time.perf_counter() - clock
-        return self.final
