@@ -11,8 +11,8 @@ A second table times the other measures against plain broadband DRL, this projec
 plain) and the noise-to-mask ratio (``drl.nmr_db``, goal: within 5x of plain; "cached": one more candidate
 scored against a ``MaskedReference``, whose reference half is computed once). They are timed round by round
 (see :func:`alternating_samples`), so load from other processes weighs on all of them alike, and each ratio is
-the median of the ratios within a round; use ``--threads 1`` on a shared machine. The table ends with the linear fit's fixed cost: its ``512 x 512`` Cholesky
-factorisations, which do not shrink with the signal.
+the median of the ratios within a round; use ``--threads 1`` on a shared machine. The table ends with the
+linear fit's fixed cost: its ``512 x 512`` Cholesky factorisations, which do not shrink with the signal.
 
     python bench/drl_bench.py                      # 10 s and 60 s, CPU (+ CUDA)
     python bench/drl_bench.py --durations 10 --repeats 3
@@ -29,8 +29,8 @@ import torch
 from distortion_residual import DRL as OriginalDRL
 
 from drl import DEFAULT_BANDS, DRL, nmr_db
-from drl.nmr import MaskedReference
 from drl.linear import _cholesky, _gram, _Segments
+from drl.nmr import MaskedReference
 
 SR = 44100
 

@@ -41,10 +41,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import drl  # noqa: E402
 import haaqi  # noqa: E402
 import music  # noqa: E402
 import peers  # noqa: E402
+
+import drl  # noqa: E402
 from processors import Chain, Compressor, Gain, Limiter  # noqa: E402
 from processors.functional import subsonic  # noqa: E402
 from tuning.audio import needs_subsonic  # noqa: E402
@@ -117,7 +118,8 @@ CLIPPERS = (Waveshaper("hard-clip", lambda x: np.clip(x, -1.0, 1.0)), Waveshaper
 
 def _limiter_chain(audio: torch.Tensor, target: Target, release_ms: float, slow_release_ms=None,
                    compressor: bool = False) -> Chain:
-    stages = {"gain": Gain(RATE, gain_db=Gain.specs[0].clamp(target.lufs - float(drl.integrated_loudness(audio, RATE))))}
+    gain_db = Gain.specs[0].clamp(target.lufs - float(drl.integrated_loudness(audio, RATE)))
+    stages = {"gain": Gain(RATE, gain_db=gain_db)}
     if compressor:
         threshold = level_statistics(audio * 10 ** (stages["gain"].values()["gain_db"] / 20), RATE).rms_p90_dbfs
         stages["compressor"] = Compressor(RATE, threshold_db=min(max(threshold, -60.0), 0.0), ratio=2.0, knee_db=6.0,

@@ -17,8 +17,9 @@ import math
 
 import torch
 
-from drl.validation import (
+from drl.checks import (
     check_energies,
+    check_number,
     check_pair,
     check_sample_rate,
     from_batch_channels_time,
@@ -47,10 +48,7 @@ def fast_fft_length(n: int) -> int:
 
 def max_lag_samples(sample_rate: int, max_delay_ms: float) -> int:
     """``max_delay_ms`` in whole samples, after checking it is a finite number >= 0."""
-    if isinstance(max_delay_ms, bool) or not isinstance(max_delay_ms, (int, float)):
-        raise ValueError(f"max_delay_ms must be a number of milliseconds, got {max_delay_ms!r}")
-    if not math.isfinite(max_delay_ms) or max_delay_ms < 0:
-        raise ValueError(f"max_delay_ms must be finite and >= 0, got {max_delay_ms}")
+    max_delay_ms = check_number("max_delay_ms", max_delay_ms, 0.0, unit="ms")
     return int(math.floor(max_delay_ms * sample_rate / 1000.0 + 1e-9))
 
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import torch
 
-from drl.validation import check_sample_rate
+from drl.checks import check_sample_rate
 
 DEFAULT_BANDS: list[tuple[float, float]] = [(20, 200), (200, 2000), (2000, 20000)]
 

@@ -22,15 +22,12 @@ import math
 
 import torch
 
-from drl.validation import check_sample_rate
+from drl.checks import check_number, check_sample_rate
 
 
 def frame_length(sample_rate: int, frame_ms: float) -> int:
     """An even number of samples closest to ``frame_ms`` (at least 2), after checking ``frame_ms``."""
-    if isinstance(frame_ms, bool) or not isinstance(frame_ms, (int, float)) or not math.isfinite(frame_ms):
-        raise ValueError(f"frame_ms must be a finite number of milliseconds, got {frame_ms!r}")
-    if frame_ms <= 0:
-        raise ValueError(f"frame_ms must be > 0, got {frame_ms}")
+    frame_ms = check_number("frame_ms", frame_ms, 0.0, unit="ms", low_open=True)
     sample_rate = check_sample_rate(sample_rate)
     return max(2, 2 * round(frame_ms * sample_rate / 2000.0))
 

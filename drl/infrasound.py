@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from drl.bands import band_energies, band_weights
-from drl.validation import check_audio, check_sample_rate, energy
+from drl.checks import check_audio, check_sample_rate, energy
 
 #: The upper edge of the infrasound band, in Hz.
 INFRASOUND_HZ = 20.0

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from drl.align import fast_fft_length
-from drl.validation import energy
+from drl.checks import check_number, energy
 
 RIDGE = 1e-10
 MIN_BLOCK_FFT = 2048  # the shortest block transform; with many taps, 8 times the taps (see _block_plan)
@@ -45,10 +45,8 @@ CHUNK_LENGTH = 1 << 16  # transformed samples per chunk of blocks (see _Segments
 
 def check_linear_taps(linear_taps: int) -> int:
     """Return ``linear_taps`` after checking it is an even integer >= 2."""
-    if isinstance(linear_taps, bool) or not isinstance(linear_taps, int):
-        raise ValueError(f"linear_taps must be an even integer >= 2, got {linear_taps!r}")
-    if linear_taps < 2 or linear_taps % 2:
-        raise ValueError(f"linear_taps must be an even integer >= 2, got {linear_taps}")
+    if isinstance(linear_taps, float) or check_number("linear_taps", linear_taps, 2, integer=True) % 2:
+        raise ValueError(f"linear_taps must be an even whole number >= 2, got {linear_taps!r}")
     return linear_taps
 
 

@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
+from drl.checks import check_audio, check_sample_rate, to_batch_channels_time
 from drl.filtering import SOSFilter
 from drl.peak import sample_peak, true_peak
-from drl.validation import check_audio, check_sample_rate, to_batch_channels_time
 
 #: The standard's K-weighting coefficients at 48 kHz, rows [b0, b1, b2, a0, a1, a2].
 K_WEIGHTING_48K = np.array([

@@ -19,28 +19,25 @@ from torch import nn
 
 from drl.align import DEFAULT_MAX_DELAY_MS, _correlation_delay, compensate_delay, max_lag_samples
 from drl.bands import DEFAULT_BANDS, band_energies, band_key, band_weights, check_bands, default_bands
-from drl.frames import frame_energies, frame_length
-from drl.linear import check_linear_taps, project
-from drl.nmr import noise_to_mask
-from drl.validation import (
+from drl.checks import (
     check_energies,
+    check_number,
     check_pair,
     check_sample_rate,
     energy,
     from_batch_channels_time,
     to_batch_channels_time,
 )
+from drl.frames import frame_energies, frame_length
+from drl.linear import check_linear_taps, project
+from drl.nmr import noise_to_mask
 
 DEFAULT_FLOOR_DB = -120.0
 
 
 def check_floor_db(floor_db: float) -> float:
     """Return ``floor_db`` as float after checking -300 <= floor_db < 0."""
-    if isinstance(floor_db, bool) or not isinstance(floor_db, (int, float)):
-        raise ValueError(f"floor_db must be a number of dB, got {floor_db!r}")
-    if not -300.0 <= floor_db < 0.0:
-        raise ValueError(f"floor_db must lie within -300..0 dB (exclusive of 0), got {floor_db}")
-    return float(floor_db)
+    return check_number("floor_db", floor_db, -300.0, 0.0, unit="dB", high_open=True)
 
 
 def floored_ratio(residual_energy: torch.Tensor, signal_energy: torch.Tensor, floor_db: float) -> torch.Tensor:

@@ -35,9 +35,10 @@ from typing import NamedTuple
 import torch
 
 from drl import masking
-from drl.validation import (
+from drl.checks import (
     check_audio,
     check_energies,
+    check_number,
     check_pair,
     check_sample_rate,
     energy,
@@ -183,10 +184,7 @@ class MaskedReference:
 
 def check_listening_level(listening_level_db) -> float:
     """``listening_level_db`` as a float after checking it lies within 20..120 dB SPL."""
-    if isinstance(listening_level_db, bool) or not isinstance(listening_level_db, (int, float)) \
-            or not 20.0 <= listening_level_db <= 120.0:
-        raise ValueError(f"listening_level_db must be a number of dB SPL within 20..120, got {listening_level_db!r}")
-    return float(listening_level_db)
+    return check_number("listening_level_db", listening_level_db, 20.0, 120.0, unit="dB SPL")
 
 
 def _calibration(reference: torch.Tensor, listening_level_db: float) -> torch.Tensor:

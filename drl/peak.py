@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from drl.validation import check_audio, check_sample_rate
+from drl.checks import check_audio, check_number, check_sample_rate
 
 _TAPS_PER_SIDE = 16
 _KAISER_BETA = 5.0
@@ -131,10 +131,7 @@ def _peak_db(audio: torch.Tensor, between: torch.Tensor | None, smooth: bool, te
 
 
 def _check_temperature(temperature_db: float) -> float:
-    if isinstance(temperature_db, bool) or not isinstance(temperature_db, (int, float)) or not (
-            0 < temperature_db < math.inf):
-        raise ValueError(f"temperature_db must be a positive number of dB, got {temperature_db!r}")
-    return float(temperature_db)
+    return check_number("temperature_db", temperature_db, 0.0, unit="dB", low_open=True)
 
 
 def true_peak(

@@ -395,7 +395,7 @@ def _peak_detector_block(x, n0, m, det, pick, lnv, tmp, bits):
 @njit(cache=True, error_model="numpy")
 def _curve_block(lnv, m, thr, slope, knee, over, region, r):
     """over = level - threshold (dB), the region of the static curve (0 below, 1 knee, 2 above) and the target
-    gain reduction r >= 0 (dB), exactly the branches of the issue's step 2."""
+    gain reduction r >= 0 (dB), exactly the branches of the compressor's gain computer (step 2 of its model)."""
     for j in range(m):
         over[j] = DB_PER_NEPER * lnv[j] - thr
         o = over[j] * 1.0  # as stored (float32 for float32 audio): the backward sees the same value
@@ -898,4 +898,5 @@ def window_samples(time_ms: torch.Tensor, sample_rate: int) -> torch.Tensor:
     return torch.clamp(torch.round(time_ms.detach() * (sample_rate / 1000.0)), min=1).to(torch.int64)
 
 
-__all__ = ["smooth", "one_pole", "compressor", "peak_compressor", "limiter_gain", "time_coefficient", "window_samples", "cuda_kernels"]
+__all__ = ["smooth", "one_pole", "compressor", "peak_compressor", "limiter_gain", "time_coefficient",
+           "window_samples", "cuda_kernels"]

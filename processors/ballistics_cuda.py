@@ -12,9 +12,9 @@ from processors.ballistics import (
     _compressor_backward_1d,
     _compressor_forward_1d,
     _limiter_backward_1d,
+    _limiter_forward_1d,
     _peak_compressor_backward_1d,
     _peak_compressor_forward_1d,
-    _limiter_forward_1d,
     _smooth_backward_1d,
     _smooth_forward_1d,
 )

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from drl.validation import check_sample_rate
+from drl.checks import check_sample_rate
 from processors.functional import on_audio
 from processors.params import ParamSpec
 

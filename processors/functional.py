@@ -13,9 +13,9 @@ import math
 import numpy as np
 import torch
 
+from drl.checks import check_audio, check_number, check_sample_rate, from_batch_channels_time, to_batch_channels_time
 from drl.filtering import sosfilt
 from drl.peak import true_peak_oversample
-from drl.validation import check_audio, check_sample_rate, from_batch_channels_time, to_batch_channels_time
 from processors import ballistics
 from processors.oversampling import downsample, upsample
 
@@ -291,8 +291,6 @@ SUBSONIC_CUTOFF_RANGE_HZ = (1.0, 40.0)
 
 def check_cutoff_hz(cutoff_hz, sample_rate: int) -> float:
     """``cutoff_hz`` as a float after checking it lies in :data:`SUBSONIC_CUTOFF_RANGE_HZ`."""
-    low, high = SUBSONIC_CUTOFF_RANGE_HZ
-    if isinstance(cutoff_hz, bool) or not isinstance(cutoff_hz, (int, float)) or not low <= cutoff_hz <= high:
-        raise ValueError(f"cutoff_hz must be a number within {low:g}..{high:g} Hz, got {cutoff_hz!r}")
+    cutoff_hz = check_number("cutoff_hz", cutoff_hz, *SUBSONIC_CUTOFF_RANGE_HZ, unit="Hz")
     check_sample_rate(sample_rate)
-    return float(cutoff_hz)
+    return cutoff_hz

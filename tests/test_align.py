@@ -1,4 +1,4 @@
-"""Delay estimation and compensation: the bars of issue 2, signs, batches, trimming, gradients, bad input."""
+"""Delay estimation and compensation: the accuracy bars, signs, batches, trimming, gradients, bad input."""
 
 import math
 

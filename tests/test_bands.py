@@ -1,4 +1,4 @@
-"""Exact bands: Parseval weights, the brick-wall bars of issue 2 (10 s of white and pink noise), tones, DC."""
+"""Exact bands: Parseval weights, the brick-wall bars (10 s of white and pink noise), tones, DC."""
 
 import math
 

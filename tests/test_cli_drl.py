@@ -120,10 +120,10 @@ def test_default_bands_fit_a_16_khz_file(files, capsys):
 
 
 def test_nmr_in_text_and_json(files, capsys):
-    from drl.__main__ import main
+    import torch
 
     import drl
-    import torch
+    from drl.__main__ import main
 
     paths, _ = files
     assert main([str(paths["reference"]), str(paths["processed"]), "--nmr", "--json", "--no-bands"]) == 0

@@ -1,4 +1,4 @@
-"""Compressor: the issue's 5 steps against a float64 per-sample loop, exact gradients, edge cases."""
+"""Compressor: the 5 steps of its model against a float64 per-sample loop, exact gradients, edge cases."""
 
 import math
 
@@ -26,7 +26,7 @@ def music_like(seconds, sample_rate=SR, channels=2, seed=0):
 
 
 def reference_gain_db(x, sr, threshold, ratio, knee, attack_ms, release_ms, makeup, detector="peak", rms_ms=10.0):
-    """The issue's steps 1-5, one sample at a time, float64. x: (C, T) linked (max over channels)."""
+    """Steps 1-5 of the model, one sample at a time, float64. x: (C, T) linked (max over channels)."""
     a_att = math.exp(-1 / (attack_ms / 1000 * sr))
     a_rel = math.exp(-1 / (release_ms / 1000 * sr))
     a_rms = math.exp(-1 / (rms_ms / 1000 * sr))

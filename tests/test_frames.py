@@ -1,4 +1,4 @@
-"""Frame-wise DRL (issue 7): a float64 per-frame reference, the bars on music, shapes, gradients, bad input."""
+"""Frame-wise DRL: a float64 per-frame reference, the bars on music, shapes, gradients, bad input."""
 
 import math
 

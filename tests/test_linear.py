@@ -1,4 +1,4 @@
-"""Linear-response removal (issue 7): a least-squares reference, the bars of 512 taps on pink noise and music,
+"""Linear-response removal: a least-squares reference, the bars of 512 taps on pink noise and music,
 delay, alignment, gradients, bad input."""
 
 import numpy as np

@@ -263,3 +263,18 @@ def test_cuda_matches_cpu():
                     torch.testing.assert_close(gpu[key][band].cpu(), value[band], rtol=1e-3, atol=1e-3)
             elif key != "residual":
                 torch.testing.assert_close(gpu[key].cpu().to(value.dtype), value, rtol=1e-3, atol=1e-3)
+
+
+def test_check_number_names_the_value_its_range_and_unit():
+    from drl.checks import check_number
+
+    assert check_number("x", 3, 1, 5) == 3.0 and check_number("n", 4.0, 1, integer=True) == 4
+    for value in (True, "3", None, 0.5, 6, float("inf")):
+        with pytest.raises(ValueError, match="^x must be a"):
+            check_number("x", value, 1, 5, unit="ms")
+    with pytest.raises(ValueError, match=r"x must be a number within \(0, 1\] ms, got 0"):
+        check_number("x", 0, 0, 1, unit="ms", low_open=True)
+    with pytest.raises(ValueError, match="x must be a finite number >= 0, got nan"):
+        check_number("x", float("nan"), 0)
+    with pytest.raises(ValueError, match="n must be a whole number >= 1, got 2.5"):
+        check_number("n", 2.5, 1, integer=True)

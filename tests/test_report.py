@@ -95,7 +95,7 @@ def test_report_csv_and_png(sweep, capsys):
     assert [float(r["target_lufs"]) for r in rows] == [-18.0, -14.0, -10.0]
     assert [float(r["tuned_drl_db"]) for r in rows] == [-52.0, -41.0, -30.0]
     assert [float(r["baseline_drl_db"]) for r in rows] == [-50.0, -37.5, -24.0]
-    assert [float(r["drl_saved_db"]) for r in rows] == [2.0, 3.5, 6.0]
+    assert [float(r["drl_gain_over_baseline_db"]) for r in rows] == [2.0, 3.5, 6.0]
     assert [r["on_target"] for r in rows] == ["True", "True", "False"]
     assert rows[0]["overrides"] == "target.lufs=-18" and rows[0]["track"] == "song"
     assert float(rows[0]["tuned_band_drl_db/200_2000"]) == -54.0
@@ -140,7 +140,7 @@ def test_reads_what_results_py_writes(tmp_path):
     assert row["job"] == "3" and row["track"] == "demo" and row["overrides"] == ""
     assert row["tuned_lufs"] == pytest.approx(out["integrated_lufs"])
     assert row["tuned_drl_db"] == pytest.approx(out["drl_db"])
-    assert row["drl_saved_db"] == pytest.approx(1.5, abs=1e-5)
+    assert row["drl_gain_over_baseline_db"] == pytest.approx(1.5, abs=1e-5)
     assert {k for k in row if k.startswith("tuned_band")} == {f"tuned_band_drl_db/{b}" for b in BANDS}
 
 
@@ -151,7 +151,7 @@ def test_several_tracks_and_null_values(tmp_path):
     write_job(tmp_path, "2", silent, track="a")
     rows = collect(tmp_path)
     assert [(r["track"], r["job"]) for r in rows] == [("a", "1"), ("a", "2"), ("b", "0")]
-    assert rows[1]["tuned_lufs"] is None and rows[1]["drl_saved_db"] is None
+    assert rows[1]["tuned_lufs"] is None and rows[1]["drl_gain_over_baseline_db"] is None
     csv_path, png_path = report(tmp_path)
     assert read_csv(csv_path)[1]["tuned_drl_db"] == ""
     check_png(png_path)
@@ -163,7 +163,7 @@ def test_job_without_baseline(tmp_path):
     del metrics["selected"], metrics["on_target"]  # older runs lack these
     write_job(tmp_path, "0", metrics)
     (row,) = collect(tmp_path)
-    assert row["baseline_drl_db"] is None and row["baseline_lufs"] is None and row["drl_saved_db"] is None
+    assert row["baseline_drl_db"] is None and row["baseline_lufs"] is None and row["drl_gain_over_baseline_db"] is None
     assert row["on_target"] is None and row["tuned_drl_db"] == -40.0
     check_png(plot([row], tmp_path / "pareto.png"))
 
@@ -240,6 +240,7 @@ def test_missing_folder_and_file(tmp_path, capsys):
     assert err.count("\n") == 1 and "does not exist" in err
 
 
+@pytest.mark.slow
 def test_command_line(tmp_path):
     run = [sys.executable, "-m", "tuning.report"]
     cwd = Path(__file__).resolve().parents[1]
@@ -266,6 +267,7 @@ main()
 """
 
 
+@pytest.mark.slow
 def test_multirun_callback(tmp_path):
     """A real Hydra multirun (a stand-in task writing metrics.json) with the callback added on the command
     line: the report lands in the sweep folder once both jobs are done."""

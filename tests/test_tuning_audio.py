@@ -7,8 +7,16 @@ import torch
 
 import drl
 from tuning.audio import (
-    Track, check_crop_length, crop_loaders, demo_track, draw_crop_starts, join_tracks, load_folder, load_track,
-    step_generator, take_crops,
+    Track,
+    check_crop_length,
+    crop_loaders,
+    demo_track,
+    draw_crop_starts,
+    join_tracks,
+    load_folder,
+    load_track,
+    step_generator,
+    take_crops,
 )
 
 

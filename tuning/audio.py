@@ -14,8 +14,8 @@ import soundfile as sf
 import torch
 
 from drl.audio_io import load_audio
+from drl.checks import check_audio, check_number, check_sample_rate
 from drl.infrasound import dc_offset, infrasound_share
-from drl.validation import check_audio, check_sample_rate
 from processors.functional import check_cutoff_hz, subsonic
 
 # A track whose sample peak is below this is treated as silent (-120 dBFS).
@@ -59,8 +59,7 @@ def load_track(path: str | Path, duration_s: float | None = None) -> Track:
     path = Path(path).expanduser()
     audio, sample_rate = load_audio(path, role="audio")
     if duration_s is not None:
-        if isinstance(duration_s, bool) or not isinstance(duration_s, (int, float)) or not duration_s > 0:
-            raise ValueError(f"data.track.duration_s must be a number of seconds > 0, got {duration_s!r}")
+        duration_s = check_number("data.track.duration_s", duration_s, 0.0, unit="s", low_open=True)
         audio = audio[..., : int(round(duration_s * sample_rate))]
     audio = validate_track(audio, sample_rate, f"audio file {path.name}")
     return Track(audio, sample_rate, path.stem)
@@ -68,8 +67,7 @@ def load_track(path: str | Path, duration_s: float | None = None) -> Track:
 
 def check_crop_length(track: Track, crop_s: float) -> int:
     """Return the crop length in samples after checking the track is at least that long."""
-    if not crop_s > 0:
-        raise ValueError(f"data.crop_s must be > 0 s, got {crop_s}")
+    crop_s = check_number("data.crop_s", crop_s, 0.0, unit="s", low_open=True)
     crop = int(round(crop_s * track.sample_rate))
     if track.audio.shape[-1] < crop:
         raise ValueError(
@@ -207,9 +205,9 @@ def crop_loaders(batches_per_epoch: int) -> tuple[torch.utils.data.DataLoader, t
 
 
 def check_count(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if isinstance(value, float):  # 2.0 from a config is a typo for 2 at best
         raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
-    return value
+    return check_number(name, value, 1, integer=True)
 
 
 def step_generator(seed: int, step: int, rank: int = 0) -> torch.Generator:

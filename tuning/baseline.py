@@ -13,7 +13,7 @@ import drl
 from processors import Chain, Gain, Limiter
 from tuning.objective import Target
 from tuning.results import plain_measures
-from tuning.solve import solve_target
+from tuning.solve import TOL_LU, solve_target
 
 
 def baseline_chain(sample_rate: int, gain_db: float, ceiling_db: float, release_ms: float, lookahead_ms: float,
@@ -36,7 +36,7 @@ def run_baseline(
     *,
     slow_release_ms: Sequence[float | None] = (None,),
     true_peak: bool = True,
-    tol_lu: float = 0.001,
+    tol_lu: float = TOL_LU,
     measure: Callable[[torch.Tensor, torch.Tensor], dict] | None = None,
 ) -> dict:
     """Search the grid of release x lookahead x slow release (None: a single release); return the winner as

@@ -17,12 +17,13 @@ import matplotlib.pyplot as plt  # noqa: E402  (after choosing the non-interacti
 
 import drl  # noqa: E402
 from tuning.results import summary_table  # noqa: E402
+from tuning.solve import TOL_LU  # noqa: E402
 
 
 class SolveTarget(L.Callback):
     """Put the run exactly on target after the last step (see :meth:`tuning.module.TuningModule.finalize`)."""
 
-    def __init__(self, tol_lu: float = 0.02) -> None:
+    def __init__(self, tol_lu: float = TOL_LU) -> None:
         self.tol_lu = float(tol_lu)
 
     def on_train_end(self, trainer: L.Trainer, pl_module) -> None:
@@ -84,9 +85,9 @@ class MediaLogger(L.Callback):
         logger = _tensorboard(trainer)
         if logger is None or not getattr(pl_module, "finals", None):
             return
-        several = len(pl_module.items) > 1
-        for index, (item, final, metrics) in enumerate(zip(pl_module.items, pl_module.finals,
-                                                           pl_module.final_metrics)):
+        several = len(pl_module.finals) > 1
+        for index, final, metrics in zip(pl_module.final_indices, pl_module.finals, pl_module.final_metrics):
+            item = pl_module.items[index]
             # the solver holds the setting's final values once the module is finalized
             self._log_setting(logger.experiment, trainer.global_step, f"{item.name}/" if several else "",
                               item.track, final, metrics, pl_module.solvers[index], pl_module.sample_rate)

@@ -8,31 +8,70 @@ them are one :class:`tuning.module.TuningModule` over B >= 1 items.
 
 from __future__ import annotations
 
+import copy
 import sys
 import time
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import lightning as L
+import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 import drl
 from tuning.audio import (
-    Track, check_count, check_crop_length, condition_track, crop_loaders, join_tracks, load_folder,
+    Track,
+    check_count,
+    check_crop_length,
+    condition_track,
+    crop_loaders,
+    join_tracks,
+    load_folder,
 )
 from tuning.baseline import of_structure, render_baseline, run_baseline
 from tuning.build import ProcessorSpec, choose_start, suggest_settings
 from tuning.callbacks import SolveTarget
 from tuning.module import Item, TuningModule, batch_values
-from tuning.objective import Objective
+from tuning.objective import LossWeights, Objective, Target
+from tuning.population import Population, starting_values
 from tuning.results import (
-    check_fresh, check_fresh_summary, summary_row, summary_table, track_metrics, write_results, write_summary,
+    check_fresh,
+    check_fresh_summary,
+    summary_row,
+    summary_table,
+    track_metrics,
+    write_results,
+    write_summary,
 )
+from tuning.solve import solve_target
 
 #: data.mode of `data=folder`: each file its own settings, or one setting for all (an album).
 FOLDER_MODES = ("per_track", "shared")
+
+
+@dataclass
+class Job:
+    """A job's inputs, read from the config and checked before any work (:func:`prepare`)."""
+
+    cfg: DictConfig
+    out_dir: Path
+    mode: str  # "single", or data.mode of a folder: "per_track" or "shared"
+    tracks: list[Track]
+    conditioning: dict[str, dict]
+    target: Target
+    weights: LossWeights
+    spec: ProcessorSpec
+    optimizer: Callable
+    population: Population | None
+    crop_samples: int
+    crops_per_batch: int
+    loaders: tuple  # (train, val): placeholder batches, the module draws its own crops
+    tol_lu: float
+    ckpt_path: str | None
 
 
 def run(cfg: DictConfig, out_dir: Path) -> dict:
@@ -40,17 +79,38 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     metrics.json; in folder modes {file name: metrics}). Bad input raises ValueError before any work."""
     _quiet_lightning()
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    job = prepare(cfg, out_dir)
+    trainer = make_trainer(cfg, job.tol_lu)
+    clock = time.perf_counter()
+    module, starts, candidate_values = build_module(job, trainer.strategy.root_device)
+    baseline_s = time.perf_counter() - clock
+    clock = time.perf_counter()
+    trainer.fit(module, *job.loaders, ckpt_path=job.ckpt_path)
+    if module.finals is None:  # the SolveTarget callback did not run (e.g. an interrupted fit)
+        module.finalize(tol_lu=job.tol_lu)
+    timing = {"baseline_and_start": round(baseline_s, 3), "fit": round(time.perf_counter() - clock, 3),
+              "final_solve": round(module.finalize_s, 3)}
+    results = collect_results(job, module, starts, candidate_values, timing)
+    if job.mode == "shared":
+        return _write_album(trainer, job, module, next(iter(results.values())))
+    if trainer.is_global_zero:
+        _write_tracks(job, module, results)
+    return results[job.tracks[0].name] if job.mode == "single" else results
 
-    # Everything that can be wrong with the input is checked here, before any training.
+
+def prepare(cfg: DictConfig, out_dir: Path) -> Job:
+    """Everything that can be wrong with the input, checked before any work: the step count, every config
+    group, the tracks (loaded and conditioned), the crop length, fresh output folders, the checkpoint."""
     max_steps = cfg.trainer.get("max_steps", -1)
     if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps == 0 or max_steps < -1:
         # the starting and idle candidates are scored when training starts: a run needs at least one step
-        raise ValueError(f"trainer.max_steps must be a whole number >= 1 (or -1: max_epochs decides), got {max_steps!r}")
-    target = instantiate(cfg.target)
-    weights = instantiate(cfg.loss)
+        raise ValueError(
+            f"trainer.max_steps must be a whole number >= 1 (or -1: max_epochs decides), got {max_steps!r}")
+    target, weights = instantiate(cfg.target), instantiate(cfg.loss)
     spec: ProcessorSpec = instantiate(cfg.processor)
     optimizer = instantiate(cfg.optim)
     mode, tracks = load_tracks(cfg)
+    population = search_options(cfg, mode)
     tracks, conditioning = condition_tracks(tracks, cfg.get("subsonic") or {})
     crop = max(check_crop_length(track, float(cfg.data.crop_s)) for track in tracks)
     for track in tracks:
@@ -58,67 +118,129 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     if mode != "single":
         check_fresh_summary(out_dir)
     ckpt_path = checkpoint_path(cfg, out_dir)
-    loaders = crop_loaders(int(cfg.data.batches_per_epoch))
     crops_per_batch = check_count("data.crops_per_batch", cfg.data.crops_per_batch)
-    tol = float(cfg.solve.tol_lu)
-    callbacks = [SolveTarget(tol_lu=tol), *(instantiate(c) for c in (cfg.get("callbacks") or {}).values())]
+    loaders = crop_loaders(int(cfg.data.batches_per_epoch))
+    for track in tracks:  # every stage's settings in range, before any work
+        spec.build(track.sample_rate, suggest_settings(track.audio, track.sample_rate, target), defaults=True)
+    return Job(cfg, out_dir, mode, tracks, conditioning, target, weights, spec, optimizer, population, crop,
+               crops_per_batch, loaders, float(cfg.solve.tol_lu), ckpt_path)
+
+
+def make_trainer(cfg: DictConfig, tol_lu: float) -> L.Trainer:
+    """The Lightning Trainer of `trainer`, with the final solve first among the callbacks of `callbacks` and the
+    loggers of `logger`."""
+    callbacks = [SolveTarget(tol_lu=tol_lu), *(instantiate(c) for c in (cfg.get("callbacks") or {}).values())]
     loggers = [instantiate(c) for c in _logger_configs(cfg.get("logger"))]
     checkpointing = any(isinstance(c, ModelCheckpoint) for c in callbacks)
-    trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks,
-                                     enable_checkpointing=checkpointing)
-    for track in tracks:
-        spec.build(track.sample_rate, suggest_settings(track.audio, track.sample_rate, target), defaults=True)
+    return instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks,
+                       enable_checkpointing=checkpointing)
 
-    clock = time.perf_counter()
-    device = trainer.strategy.root_device
-    rate = tracks[0].sample_rate
-    if mode == "shared":  # album: one setting for all files, crops drawn from every file
-        album, segments = join_tracks(tracks, float(cfg.data.gap_s))
-        groups = [(album.name, album.audio, segments)]
-    else:
-        groups = [(track.name, track.audio, None) for track in tracks]
-    items = []
-    for name, audio, segments in groups:
-        audio = audio.to(device)
-        objective = Objective(rate, target, weights, float(drl.integrated_loudness(audio, rate)))
-        # the baseline's winner is chosen by the measure the loss optimises, as the tuned settings are
-        baseline = run_baseline(audio, rate, target, measure=objective.measure, **baseline_options(cfg))
-        items.append(Item(name, audio, objective, segments, baseline, track_metrics(audio, audio, rate, weights)))
-    # one batch, one limiter structure: two-stage if any item's baseline won with it; each setting starts on
-    # its target, from the best of the processor config's starting points
+
+def build_module(job: Job, device) -> tuple[TuningModule, list, list | None]:
+    """The items (each with its objective and gain + limiter baseline), their starting settings (each solved
+    onto the target, the best of the processor config's starts; with a population, its candidates) and the
+    :class:`TuningModule` over them. Returns the module, each item's (processor, starts tried) and, with a
+    population, each candidate's starting values."""
+    rate = job.tracks[0].sample_rate
+    items = [make_item(name, audio, segments, job, device) for name, audio, segments in groups(job)]
+    # one batch, one limiter structure: two-stage if any item's baseline won with it
     two_stage = any(item.baseline.get("slow_release_ms") is not None for item in items)
-    starts = [choose_start(spec, item.track, rate, target,
-                           suggest_settings(item.track, rate, target, of_structure(item.baseline, two_stage)),
-                           item.objective.measure, tol) for item in items]
+    starts = [choose_start(job.spec, item.track, rate, job.target,
+                           suggest_settings(item.track, rate, job.target, of_structure(item.baseline, two_stage)),
+                           item.objective.measure, job.tol_lu) for item in items]
+    solvers = [chain for chain, _ in starts]
+    idle_items = candidate_values = None
+    if job.population is not None:  # P candidates of the one item, spread over the timing parameters
+        solvers = candidates(job.spec, solvers[0], items[0], rate, job.population, job.tol_lu)
+        candidate_values = [solver.values() for solver in solvers]
+        items = [replace(items[0], name=f"{items[0].name}/candidate{i}") for i in range(len(solvers))]
+        idle_items = [0]
     if len(items) == 1:
-        processor, solvers = starts[0][0], None
+        processor, solvers = solvers[0], None
     else:
-        solvers = [chain for chain, _ in starts]
-        processor = spec.build(rate, solvers[0].values()).to(device)
+        processor = job.spec.build(rate, solvers[0].values()).to(device)
         processor.set_values(**batch_values(solvers))
-    module = TuningModule(processor, items, rate, optimizer, crop, spec.level_param, spec.ceiling_param,
-                          solvers=solvers, config=flat_config(cfg), idle_values=spec.idle, tol_lu=tol,
-                          crops_per_batch=crops_per_batch, seed=int(cfg.data.seed))
-    baseline_s = time.perf_counter() - clock
-    clock = time.perf_counter()
-    trainer.fit(module, *loaders, ckpt_path=ckpt_path)
-    if module.finals is None:  # the SolveTarget callback did not run (e.g. an interrupted fit)
-        module.finalize(tol_lu=tol)
-    timing = {"baseline_and_start": round(baseline_s, 3), "fit": round(time.perf_counter() - clock, 3),
-              "final_solve": round(module.finalize_s, 3)}
+    module = TuningModule(processor, items, rate, job.optimizer, job.crop_samples, job.spec.level_param,
+                          job.spec.ceiling_param, solvers=solvers, config=flat_config(job.cfg),
+                          idle_values=job.spec.idle, tol_lu=job.tol_lu, crops_per_batch=job.crops_per_batch,
+                          seed=int(job.cfg.data.seed), population=job.population, idle_items=idle_items)
+    return module, starts, candidate_values
+
+
+def groups(job: Job) -> list[tuple[str, torch.Tensor, list | None]]:
+    """What gets a setting of its own: (name, audio (C, T), crop segments or None) per track, or the album
+    (the files joined, crops drawn from every file's segment)."""
+    if job.mode == "shared":
+        album, segments = join_tracks(job.tracks, float(job.cfg.data.gap_s))
+        return [(album.name, album.audio, segments)]
+    return [(track.name, track.audio, None) for track in job.tracks]
+
+
+def make_item(name: str, audio: torch.Tensor, segments, job: Job, device) -> Item:
+    """One :class:`Item`: its audio on ``device``, its objective and its gain + limiter baseline, whose winner
+    is chosen by the measure the loss optimises, as the tuned settings are."""
+    audio, rate = audio.to(device), job.tracks[0].sample_rate
+    objective = Objective(rate, job.target, job.weights, float(drl.integrated_loudness(audio, rate)))
+    baseline = run_baseline(audio, rate, job.target, measure=objective.measure, **baseline_options(job.cfg))
+    return Item(name, audio, objective, segments, baseline, track_metrics(audio, audio, rate, job.weights))
+
+
+def collect_results(job: Job, module: TuningModule, starts: list, candidate_values: list | None,
+                    timing: dict) -> dict[str, dict]:
+    """{name: metrics} of what was finalized: the run's measures, its timing, the starts tried, the input's
+    conditioning (per track) and, with a population, its candidates."""
     results = {}
-    for item, metrics, (_, scored) in zip(items, module.final_metrics, starts):
-        results[item.name] = {**metrics, "timing_s": timing, "starts": scored}
-    if mode == "shared":
-        return _write_album(trainer, out_dir, tracks, module, results[album.name], spec.name, weights,
-                            conditioning)
-    for track in tracks:
-        results[track.name]["conditioning"] = conditioning[track.name]
-        if mode == "per_track":
-            results[track.name]["mode"] = "per_track"
-    if trainer.is_global_zero:
-        _write_tracks(out_dir, mode, tracks, module, results, spec.name)
-    return results[tracks[0].name] if mode == "single" else results
+    for index, metrics in zip(module.final_indices, module.final_metrics):
+        own = 0 if job.population is not None else index
+        name = module.items[index].name.partition("/candidate")[0]
+        results[name] = {**metrics, "timing_s": timing, "starts": starts[own][1]}
+        if job.population is not None:
+            results[name]["population"] = {
+                "size": len(module.items), "winner": index, "winner_start": candidate_values[index],
+                "best_objective_drl_db": [best.objective_db for best in module.best]}
+    if job.mode != "shared":
+        for track in job.tracks:
+            results[track.name]["conditioning"] = job.conditioning[track.name]
+            if job.mode == "per_track":
+                results[track.name]["mode"] = "per_track"
+    return results
+
+
+def search_options(cfg: DictConfig, mode: str) -> Population | None:
+    """The `search` group: None for one start (`search=single`), else the :class:`Population` options."""
+    options = OmegaConf.to_container(cfg.search, resolve=True) if cfg.get("search") else {}
+    if options.get("size", 1) == 1:
+        return None
+    unknown = set(options) - set(Population.__dataclass_fields__)
+    if unknown:
+        raise ValueError(f"search has no option {', '.join(sorted(unknown))}; options: "
+                         f"{', '.join(Population.__dataclass_fields__)}")
+    population = Population(**{**options, "lookahead_ms": tuple(options.get("lookahead_ms", (5.0, 10.0, 20.0)))})
+    if mode == "per_track":
+        raise ValueError("search=population tunes one track or one album (data.mode=shared); with "
+                         "data.mode=per_track every file already has its own settings: use search=single")
+    return population
+
+
+def candidates(spec: ProcessorSpec, start, item: Item, sample_rate: int, population: Population,
+               tol_lu: float) -> list:
+    """The population's one-setting processors, each solved onto the target on the whole track: copies of
+    ``start`` (the single-start run's processor, candidate 0) at :func:`tuning.population.starting_values`.
+    Candidates that cannot reach the target are left out; ValueError when fewer than two remain."""
+    out = [start]
+    for values in starting_values(start.values(), spec.starts, population)[1:]:
+        chain = copy.deepcopy(start)
+        chain.set_values(**values)
+        try:
+            with torch.no_grad():
+                solve_target(chain, item.track, sample_rate, item.objective.target, spec.level_param, None,
+                             tol_lu=tol_lu)
+        except ValueError:
+            continue
+        out.append(chain)
+    if len(out) < 2:
+        raise ValueError("search=population: no starting point but the first can reach the target")
+    return out
 
 
 def _quiet_lightning() -> None:
@@ -195,48 +317,46 @@ def flat_config(cfg: DictConfig) -> dict:
     return out
 
 
-def _write_tracks(out_dir: Path, mode: str, tracks: list[Track], module: TuningModule, results: dict,
-                  processor_name: str) -> None:
+def _write_tracks(job: Job, module: TuningModule, results: dict) -> None:
     """One track: its three files in the run folder and the summary table. Per track: a folder per file and
     summary.csv."""
     rows = []
-    for track, solution in zip(tracks, module.finals):
-        folder = out_dir if mode == "single" else out_dir / track.name
+    for track, solution in zip(job.tracks, module.finals):
+        folder = job.out_dir if job.mode == "single" else job.out_dir / track.name
         write_results(folder, track.name, solution.output, track.sample_rate, solution.values, results[track.name],
-                      processor_name)
+                      job.spec.name)
         rows.append(summary_row(track.name, results[track.name], solution.values))
-    if mode == "single":
-        print(summary_table(results[tracks[0].name], module.finals[0].values))
+    if job.mode == "single":
+        print(summary_table(results[job.tracks[0].name], module.finals[0].values))
     else:
-        print(f"summary: {write_summary(out_dir, rows)}")
-    print(f"output folder: {out_dir}")
+        print(f"summary: {write_summary(job.out_dir, rows)}")
+    print(f"output folder: {job.out_dir}")
 
 
-def _write_album(trainer, out_dir: Path, tracks: list[Track], module: TuningModule, album_metrics: dict,
-                 processor_name: str, weights, conditioning: dict) -> dict:
+def _write_album(trainer: L.Trainer, job: Job, module: TuningModule, album_metrics: dict) -> dict:
     """Album mode's outputs: per file its slice of the album render and its measures (with the baseline's
     slice), the one setting in every tuned_params.yaml, and summary.csv."""
-    rate = tracks[0].sample_rate
-    item, final = module.items[0], module.finals[0]
+    rate = job.tracks[0].sample_rate
+    item, final = module.items[module.final_indices[0]], module.finals[0]
     base_render = render_baseline(item.track, rate, item.baseline)
     results, rows = {}, []
-    for track, (offset, length) in zip(tracks, item.segments):
+    for track, (offset, length) in zip(job.tracks, item.segments):
         output = final.output[:, offset:offset + length]
         reference = track.audio.to(output.device)
         base_drl = float(drl.drl_db(reference, base_render[:, offset:offset + length]).mean())
-        result = track_metrics(reference, output, rate, weights)
-        metrics = {"input": track_metrics(reference, reference, rate, weights), "output": result,
+        result = track_metrics(reference, output, rate, job.weights)
+        metrics = {"input": track_metrics(reference, reference, rate, job.weights), "output": result,
                    "baseline_drl_db": base_drl, "drl_gain_over_baseline_db": base_drl - result["drl_db"],
-                   "mode": "shared", "album": album_metrics, "conditioning": conditioning[track.name]}
+                   "mode": "shared", "album": album_metrics, "conditioning": job.conditioning[track.name]}
         results[track.name] = metrics
         rows.append(summary_row(track.name, metrics, final.values))
         if trainer.is_global_zero:
-            write_results(out_dir / track.name, track.name, output, rate, final.values, metrics, processor_name)
+            write_results(job.out_dir / track.name, track.name, output, rate, final.values, metrics, job.spec.name)
     if trainer.is_global_zero:
         rows.append(summary_row("album", album_metrics, final.values))
         print(summary_table(album_metrics, final.values))
-        print(f"summary: {write_summary(out_dir, rows)}")
-        print(f"output folder: {out_dir}")
+        print(f"summary: {write_summary(job.out_dir, rows)}")
+        print(f"output folder: {job.out_dir}")
     return results
 
 

@@ -22,8 +22,9 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from processors import Chain
 from tuning.audio import draw_crop_starts, step_generator, take_crops
 from tuning.objective import Objective
+from tuning.population import Population, exploit
 from tuning.results import run_metrics, track_metrics
-from tuning.solve import Solution, solve_target
+from tuning.solve import TOL_LU, Solution, solve_target
 
 
 def physical_params(processor: Chain) -> dict[str, torch.Tensor]:
@@ -41,6 +42,9 @@ def item_values(values: Mapping[str, float | list[float]], index: int) -> dict[s
     """Item ``index`` of batched settings {name: [B values]} (unbatched values are every item's)."""
     return {name: float(value[index] if isinstance(value, list) else value) for name, value in values.items()}
 
+
+#: Candidates of a population solved to the end besides candidate 0: the best by their validations.
+FINALISTS = 2
 
 #: Final metrics shown in TensorBoard's HPARAMS tab, as ``hp/<name>`` (means over the settings).
 HP_METRICS = ("drl_db", "nmr_db", "baseline_drl_db", "lufs", "true_peak_dbtp")
@@ -93,6 +97,10 @@ class TuningModule(L.LightningModule):
     ``config`` is a flat dict of plain values shown as hparams. The loss is the sum of the items' objectives:
     a setting reaches only its own term and Adam scales every element on its own, so the settings are
     optimised as in separate jobs.
+
+    With a ``population`` the items are candidates for one track (:mod:`tuning.population`): after every
+    ``population.every`` validations the worst are replaced by perturbed copies of the best, and only the best
+    candidate seen is finalized. ``idle_items`` are the items whose idle settings are scored (default: all).
     """
 
     def __init__(
@@ -108,13 +116,16 @@ class TuningModule(L.LightningModule):
         solvers: Sequence[torch.nn.Module] | None = None,
         config: Mapping | None = None,
         idle_values: Mapping[str, float] | None = None,
-        tol_lu: float = 0.001,
+        tol_lu: float = TOL_LU,
         crops_per_batch: int = 4,
         seed: int = 0,
+        population: Population | None = None,
+        idle_items: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         # logged by on_fit_start together with the final metrics' names (the HPARAMS tab)
-        self.save_hyperparameters(ignore=["processor", "items", "optimizer", "solvers"], logger=False)
+        self.save_hyperparameters(ignore=["processor", "items", "optimizer", "solvers", "population", "idle_items"],
+                                  logger=False)
         self.processor = processor
         self.items = list(items)
         if not self.items:
@@ -135,11 +146,15 @@ class TuningModule(L.LightningModule):
         self.idle_values = dict(idle_values or {})
         self.tol_lu = float(tol_lu)
         self.crops_per_batch, self.seed = int(crops_per_batch), int(seed)
+        self.population = population
+        self.idle_items = list(range(len(self.items)) if idle_items is None else idle_items)
         self.best = [Best() for _ in self.items]
         self.slope_hints: list[float | None] = [None] * len(self.items)
+        self.scores: list[float | None] = [None] * len(self.items)  # of the last validation, on target
         self.resumed = False
         self.finals: list[Solution] | None = None
         self.final_metrics: list[dict] | None = None
+        self.final_indices: list[int] = []  # the items that were finalized, in the order of ``finals``
         self.finalize_s = 0.0
 
     @property
@@ -249,7 +264,7 @@ class TuningModule(L.LightningModule):
             for index in range(len(self.items)):
                 solver = self.load_item(index)
                 start = {k: v.detach().clone() for k, v in solver.state_dict().items()}
-                if self.idle_values:
+                if self.idle_values and index in self.idle_items:
                     self.best[index].offer(self._score_idle(index), solver, self.global_step, "idle")
                     solver.load_state_dict(start)
                 score = self.measure_item(index, solver(self.items[index].track))["objective_drl_db"]
@@ -280,6 +295,7 @@ class TuningModule(L.LightningModule):
         target (a slow release holding the gain down) are no candidate: ``val/on_target`` logs the share that
         can, and training goes on from them."""
         logged: list[dict[str, torch.Tensor]] = []
+        self.scores = [None] * len(self.items)
         for index in range(len(self.items)):
             solver = self.load_item(index)
             try:
@@ -288,7 +304,8 @@ class TuningModule(L.LightningModule):
                 continue
             self.store_item(index)
             measures = self.measure_item(index, solution.output)
-            self.best[index].offer(float(measures["objective_drl_db"]), solver, self.global_step, "tuned")
+            self.scores[index] = float(measures["objective_drl_db"])
+            self.best[index].offer(self.scores[index], solver, self.global_step, "tuned")
             logged.append({"lufs": torch.tensor(solution.lufs), "true_peak_dbtp": torch.tensor(solution.true_peak_dbtp),
                            **{k: v.detach().cpu() for k, v in measures.items()},
                            "solve_renders": torch.tensor(float(solution.renders))})
@@ -296,6 +313,22 @@ class TuningModule(L.LightningModule):
         if logged:
             self.log_dict({f"val/{k}": torch.stack([m[k].double() for m in logged]).mean().to(self.device)
                            for k in logged[0]}, batch_size=1)
+        if self.population is not None and not self.trainer.sanity_checking:
+            self._exploit()
+
+    def _exploit(self) -> None:
+        """Every ``population.every`` validations: the worst candidates become perturbed copies of the best."""
+        best = min((s for s in self.scores if s is not None), default=None)
+        if best is not None:
+            self.log("val/population_best", best, batch_size=1)
+        if (self.current_epoch + 1) % self.population.every:
+            return
+        generator = step_generator(self.seed, int(self.global_step), int(self.global_rank))
+        optimizer = self.optimizers().optimizer if self._trainer is not None else None
+        pairs = exploit(self.processor, optimizer, self.scores, self.population, generator)
+        for loser, source in pairs:
+            self.slope_hints[loser] = self.slope_hints[source]
+        self.log("val/population_replaced", float(len(pairs)), batch_size=1)
 
     # --- resume -----------------------------------------------------------------------------------------------
     # The best candidates and the solver's slopes live outside the parameters: a checkpoint carries them
@@ -317,23 +350,37 @@ class TuningModule(L.LightningModule):
     # --- the end ----------------------------------------------------------------------------------------------
     def finalize(self, tol_lu: float | None = None) -> list[Solution]:
         """Per setting: restore its best candidate, solve the level (and, if needed, the ceiling) on its whole
-        track and measure; the results in ``finals`` and ``final_metrics``."""
+        track and measure; the results in ``finals`` and ``final_metrics``, for the items in ``final_indices``.
+
+        With a population only the best candidate is kept. The validations rank the candidates with the level
+        solved alone, and a final solve may yet lower the ceiling (a true peak above it), so candidate 0 (the
+        single-start run's) and the :data:`FINALISTS` best are solved to the end and the best of them kept."""
         clock = time.perf_counter()
-        self.finals, self.final_metrics = [], []
-        for index, item in enumerate(self.items):
-            best = self.best[index]
-            self.load_item(index, best.state)
-            solution = self.solve_item(index, ceiling=True, tol_lu=tol_lu)
-            self.store_item(index, list(solution.values))
-            weights = item.objective.weights
-            output = track_metrics(item.track, solution.output, self.sample_rate, weights)
-            source = item.input_metrics or track_metrics(item.track, item.track, self.sample_rate, weights)
-            self.finals.append(solution)
-            self.final_metrics.append(run_metrics(source, output, item.baseline, item.objective.target,
-                                                  self.global_step, best.step, best.label))
+        indices = list(range(len(self.items)))
+        if self.population is not None:
+            ranked = sorted((i for i, best in enumerate(self.best) if best.objective_db is not None),
+                            key=lambda i: self.best[i].objective_db)
+            indices = list(dict.fromkeys([0, *ranked[:FINALISTS]]))
+        finished = [self._finalize_item(index, tol_lu) for index in indices]
+        if self.population is not None:
+            finished = [min(finished, key=lambda done: done[2]["output"]["objective_drl_db"])]
+        self.final_indices = [index for index, _, _ in finished]
+        self.finals = [solution for _, solution, _ in finished]
+        self.final_metrics = [metrics for _, _, metrics in finished]
         self._log_final()
         self.finalize_s = time.perf_counter() - clock
         return self.finals
+
+    def _finalize_item(self, index: int, tol_lu: float | None) -> tuple[int, Solution, dict]:
+        item, best = self.items[index], self.best[index]
+        self.load_item(index, best.state)
+        solution = self.solve_item(index, ceiling=True, tol_lu=tol_lu)
+        self.store_item(index, list(solution.values))
+        weights = item.objective.weights
+        output = track_metrics(item.track, solution.output, self.sample_rate, weights)
+        source = item.input_metrics or track_metrics(item.track, item.track, self.sample_rate, weights)
+        return index, solution, run_metrics(source, output, item.baseline, item.objective.target,
+                                            self.global_step, best.step, best.label)
 
     def _log_final(self) -> None:
         """The HPARAMS tab's metrics: the final measures, means over the settings."""

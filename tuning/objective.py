@@ -7,7 +7,6 @@ whole-track DRL counts as distortion) and the integrated loudness of the batch e
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -16,7 +15,13 @@ from torch import nn
 
 import drl
 from drl.bands import check_bands
+from drl.checks import check_number
 from drl.nmr import MaskedReference
+
+#: "On target" (metrics.json's ``on_target``): the loudness within this many LU of the target and the true peak
+#: at most ON_TARGET_DB above the ceiling. Every solve lands far closer (``solve.tol_lu``); the margins cover
+#: a file of an album, which is solved as part of the album, and a true peak rounded by a codec.
+ON_TARGET_LU, ON_TARGET_DB = 0.2, 0.1
 
 
 @dataclass(frozen=True)
@@ -27,15 +32,14 @@ class Target:
     ceiling_dbtp: float
     name: str = "custom"
 
+    def met_by(self, lufs: float, true_peak_dbtp: float) -> bool:
+        """Whether a render of integrated loudness ``lufs`` and true peak ``true_peak_dbtp`` is on this target:
+        within :data:`ON_TARGET_LU` of the loudness and at most :data:`ON_TARGET_DB` above the ceiling."""
+        return bool(abs(lufs - self.lufs) <= ON_TARGET_LU and true_peak_dbtp <= self.ceiling_dbtp + ON_TARGET_DB)
+
     def __post_init__(self) -> None:
-        for key in ("lufs", "ceiling_dbtp"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ValueError(f"target.{key} must be a finite number, got {value!r}")
-        if not -70.0 < self.lufs < 0.0:
-            raise ValueError(f"target.lufs must lie within -70..0 LUFS, got {self.lufs}")
-        if not -30.0 <= self.ceiling_dbtp <= 0.0:
-            raise ValueError(f"target.ceiling_dbtp must lie within -30..0 dBTP, got {self.ceiling_dbtp}")
+        check_number("target.lufs", self.lufs, -70.0, 0.0, unit="LUFS", low_open=True, high_open=True)
+        check_number("target.ceiling_dbtp", self.ceiling_dbtp, -30.0, 0.0, unit="dBTP")
         # Music keeps its true peak at least a few dB above its integrated loudness; a target within
         # MIN_PLR_DB of the ceiling is out of reach without destroying the signal.
         if self.lufs > self.ceiling_dbtp - MIN_PLR_DB:
@@ -75,20 +79,14 @@ class LossWeights:
 
     def __post_init__(self) -> None:
         for key in ("drl", "loudness", "true_peak", "frame", "nmr"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 \
-                    or not math.isfinite(value):
-                raise ValueError(f"loss.{key} must be a finite number >= 0, got {value!r}")
+            check_number(f"loss.{key}", getattr(self, key), 0.0)
         for key, value in dict(self.bands or {}).items():
             parse_band_key(key)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-                raise ValueError(f"loss.bands.{key} must be a number >= 0, got {value!r}")
+            check_number(f"loss.bands.{key}", value, 0.0)
         if self.drl == 0 and self.frame == 0 and self.nmr == 0 and not any(dict(self.bands or {}).values()):
             raise ValueError("loss.drl, loss.frame and loss.nmr are 0 and no band weight is set: the objective "
                              "would ignore distortion")
-        if isinstance(self.frame_ms, bool) or not isinstance(self.frame_ms, (int, float)) \
-                or not 1.0 <= self.frame_ms <= 1000.0:
-            raise ValueError(f"loss.frame_ms must lie within 1..1000 ms, got {self.frame_ms!r}")
+        check_number("loss.frame_ms", self.frame_ms, 1.0, 1000.0, unit="ms")
 
     def band_weights(self) -> dict[str, float]:
         """The bands with a weight > 0, {"low_high": weight}."""
@@ -113,7 +111,8 @@ def parse_band_key(key: str) -> tuple[float, float]:
         if len(parts) != 2 or not 0 <= low < high:
             raise ValueError
     except (ValueError, IndexError):
-        raise ValueError(f"a band key must read 'low_high' in Hz with low < high, e.g. '200_2000', got {key!r}")
+        raise ValueError(
+            f"a band key must read 'low_high' in Hz with low < high, e.g. '200_2000', got {key!r}") from None
     return low, high
 
 
@@ -156,8 +155,8 @@ class Objective(nn.Module):
 
     ``x`` the input crops, ``y`` the processed crops, both (B, C, L). Keys: ``loss``, ``drl_db``,
     ``lufs``, ``loudness_error_lu``, ``true_peak_dbtp`` (the batch maximum), ``peak_excess_db``, one
-    ``band_drl_db/<key>`` per weighted band, and ``frame_drl_db`` and ``nmr_db`` when weighted. The frame-wise DRL runs on
-    the joined crops: the joins are the same in ``x`` and ``y``, so they add no residual of their own.
+    ``band_drl_db/<key>`` per weighted band, and ``frame_drl_db`` and ``nmr_db`` when weighted. The frame-wise
+    DRL runs on the joined crops: the joins are the same in ``x`` and ``y``, so they add no residual of their own.
     """
 
     def __init__(self, sample_rate: int, target: Target, weights: LossWeights,

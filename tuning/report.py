@@ -36,7 +36,7 @@ CORE_COLUMNS = (
     "job", "track", "overrides", "target_lufs", "target_ceiling_dbtp", "input_lufs",
     "tuned_lufs", "tuned_true_peak_dbtp", "tuned_drl_db",
     "baseline_lufs", "baseline_true_peak_dbtp", "baseline_drl_db",
-    "drl_saved_db", "on_target", "selected",
+    "drl_gain_over_baseline_db", "on_target", "selected",
 )
 
 
@@ -128,7 +128,7 @@ def _row(path: Path, sweep_dir: Path) -> dict:
         "baseline_lufs": num("baseline.lufs", False),
         "baseline_true_peak_dbtp": num("baseline.true_peak_dbtp", False),
         "baseline_drl_db": base_drl,
-        "drl_saved_db": None if tuned_drl is None or base_drl is None else round(base_drl - tuned_drl, 6),
+        "drl_gain_over_baseline_db": None if tuned_drl is None or base_drl is None else round(base_drl - tuned_drl, 6),
         "on_target": data.get("on_target") if isinstance(data.get("on_target"), bool) else None,
         "selected": data.get("selected") if isinstance(data.get("selected"), str) else None,
     }
@@ -238,7 +238,8 @@ def plot(rows: Sequence[Mapping], path: str | Path, title: str | None = None, ov
         named = f" ({track})" if len(tracks) > 1 and track else ""
         _draw(axes[0], mine, "tuned_lufs", "tuned_drl_db", f"tuned chain{named}", color, "-", "o")
         _draw(axes[0], mine, "baseline_lufs", "baseline_drl_db", f"gain + limiter baseline{named}", color, "--", "s")
-        _draw(axes[1], mine, "tuned_lufs", "drl_saved_db", f"baseline DRL - tuned DRL{named}", color, "-", "o")
+        _draw(axes[1], mine, "tuned_lufs", "drl_gain_over_baseline_db", f"baseline DRL - tuned DRL{named}", color,
+              "-", "o")
     axes[0].set_ylabel("DRL (dB, lower = cleaner)")
     axes[0].set_title("Distortion against loudness, one point per job")
     axes[1].axhline(0.0, color="black", linewidth=0.8)

@@ -62,8 +62,7 @@ def run_metrics(input_metrics: Mapping, output: Mapping, baseline: Mapping, targ
         "objective_gain_over_baseline_db": (base["objective_drl_db"] - output["objective_drl_db"])
         if base.get("objective_drl_db") is not None else None,
         "target": {"name": target.name, "lufs": target.lufs, "ceiling_dbtp": target.ceiling_dbtp},
-        "on_target": bool(abs(output["integrated_lufs"] - target.lufs) <= 0.2
-                          and output["true_peak_dbtp"] <= target.ceiling_dbtp + 0.1),
+        "on_target": target.met_by(output["integrated_lufs"], output["true_peak_dbtp"]),
         "steps": int(steps),
         "best_step": best_step,
         "selected": selected,

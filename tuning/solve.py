@@ -21,6 +21,11 @@ from tuning.objective import Target
 MAX_STEP_DB = 24.0
 
 
+#: The loudness tolerance of every solve, LU (the config's ``solve.tol_lu``): near transparency DRL moves by
+#: hundredths of a dB per thousandth of a LU, so candidates are compared at this precision.
+TOL_LU = 0.001
+
+
 @dataclass
 class Solution:
     """The outcome of a solve: the rendered track ``output`` (C, T) and its measures, plus the settings."""
@@ -40,7 +45,7 @@ def find_gain(
     low_db: float,
     high_db: float,
     *,
-    tol_lu: float = 0.01,
+    tol_lu: float = TOL_LU,
     max_evaluations: int = 40,
     slope: float | None = None,
 ) -> tuple[float, float, int]:
@@ -127,7 +132,7 @@ def solve_target(
     level_param: str,
     ceiling_param: str | None,
     *,
-    tol_lu: float = 0.02,
+    tol_lu: float = TOL_LU,
     peak_margin_db: float = 0.02,
     max_rounds: int = 6,
     slope_hint: float | None = None,

@@ -6,10 +6,41 @@ into a NaN or a silently wrong number further down.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 MIN_SAMPLE_RATE = 8_000
 MAX_SAMPLE_RATE = 384_000
+
+
+def check_number(name: str, value, low: float | None = None, high: float | None = None, *, unit: str = "",
+                 low_open: bool = False, high_open: bool = False, integer: bool = False) -> float:
+    """``value`` as a float (an int with ``integer``) after checking it is a finite number (not a bool) within
+    ``low``..``high`` (either end open with ``low_open``/``high_open``, absent when None). The ValueError names
+    ``name``, the range and the ``unit``."""
+    kind = "a whole number" if integer else "a number"
+    if low is not None and high is not None:
+        what = f"{kind} {'in' if not (low_open or high_open) else 'within'} " \
+               f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    elif low is not None:
+        what = f"{kind} {'>' if low_open else '>='} {low:g}"
+    elif high is not None:
+        what = f"{kind} {'<' if high_open else '<='} {high:g}"
+    else:
+        what = f"a finite {kind[2:]}"
+    what += f" {unit}" if unit else ""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (not integer or float(value).is_integer())
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        if isinstance(value, float) and not math.isfinite(value):
+            what = what.replace("a number", "a finite number", 1)
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+    return int(value) if integer else float(value)
 
 
 def check_audio(
@@ -54,16 +85,8 @@ def check_finite(tensor: torch.Tensor, name: str) -> None:
 
 
 def check_sample_rate(sample_rate: float, name: str = "sample_rate") -> int:
-    """Return ``sample_rate`` as int after checking it lies in 8 kHz..384 kHz."""
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float)):
-        raise ValueError(f"{name} must be a number in Hz, got {sample_rate!r}")
-    if sample_rate != int(sample_rate):
-        raise ValueError(f"{name} must be a whole number of Hz, got {sample_rate}")
-    if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
-        raise ValueError(
-            f"{name} must be within {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz, got {sample_rate}"
-        )
-    return int(sample_rate)
+    """Return ``sample_rate`` as int after checking it is a whole number of Hz in 8 kHz..384 kHz."""
+    return check_number(name, sample_rate, MIN_SAMPLE_RATE, MAX_SAMPLE_RATE, unit="Hz", integer=True)
 
 
 def check_same_channels(reference: torch.Tensor, processed: torch.Tensor) -> None:
