@@ -21,13 +21,9 @@ import torch
 from drl.align import DEFAULT_MAX_DELAY_MS
 from drl.audio_io import load_audio
 from drl.bands import DEFAULT_BANDS
+from drl.cli import Parser, fail
 from drl.loudness import loudness_summary
 from drl.metric import DRL
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line on stderr, exit code 2
-        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def parse_band(text: str) -> tuple[float, float]:
@@ -98,7 +94,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m drl", description="Distortion Residual Level between two audio files.")
+    parser = Parser(prog="python -m drl", description="Distortion Residual Level between two audio files.")
     add_arguments(parser)
     return parser
 
@@ -216,8 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         report = measure(args, reference, processed, sample_rate)
     except ValueError as error:
-        print("python -m drl: error: " + " ".join(str(error).split()), file=sys.stderr)
-        return 2
+        return fail("python -m drl", error)
     if args.json:
         print(json.dumps(report, allow_nan=False))
     else:

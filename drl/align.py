@@ -25,25 +25,12 @@ from drl.checks import (
     from_batch_channels_time,
     to_batch_channels_time,
 )
+from drl.fft import fft_length
 
 DEFAULT_MAX_DELAY_MS = 50.0
 GUARD_SAMPLES = 1024
 MIN_ALIGNED_SAMPLES = 256
 _NEWTON_STEPS = 4
-
-
-def fast_fft_length(n: int) -> int:
-    """The smallest integer >= n whose only prime factors are 2, 3 and 5 (fast for every FFT backend)."""
-    best = 1 << max(0, math.ceil(math.log2(max(n, 1))))
-    power5 = 1
-    while power5 < best:
-        power35 = power5
-        while power35 < best:
-            candidate = power35 * (1 << max(0, math.ceil(math.log2(n / power35))))
-            best = min(best, candidate)
-            power35 *= 3
-        power5 *= 5
-    return best
 
 
 def max_lag_samples(sample_rate: int, max_delay_ms: float) -> int:
@@ -76,7 +63,7 @@ def _correlation_delay(reference: torch.Tensor, processed: torch.Tensor, max_lag
     processed = processed.detach().double()
     # Lags beyond the shorter length would alias in the circular correlation below.
     max_lag = max(0, min(max_lag, reference.shape[-1] - 1, processed.shape[-1] - 1))
-    n = fast_fft_length(reference.shape[-1] + processed.shape[-1])
+    n = fft_length(reference.shape[-1] + processed.shape[-1])
     # cross[k] = Y_k conj(X_k); its inverse transform at lag l is sum_t y[t] x[t - l].
     cross = torch.fft.rfft(processed, n=n, dim=-1) * torch.fft.rfft(reference, n=n, dim=-1).conj()
     correlation = torch.fft.irfft(cross, n=n, dim=-1)

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from drl.fft import fft_length, overlap_save
+
 # |h[n]| <= C n^(m-1) r^n; running to twice the length where r^n = 1e-17 leaves r^n = 1e-34, which covers the
 # polynomial factor of repeated poles for any response shorter than 1e6 samples.
 _DECAY = 1e-17
@@ -61,13 +63,6 @@ def impulse_response_length(sos) -> int:
     return 2 * math.ceil(math.log(_DECAY) / math.log(radius)) + 4 * sos.shape[0] + 16
 
 
-def fft_length(n: int) -> int:
-    """The smallest ``2^k`` or ``3 * 2^k`` that is ``>= n`` (fast sizes for pocketfft and cuFFT)."""
-    power = 1 << max(0, (n - 1).bit_length())
-    three = 3 * (power // 4)
-    return three if three >= n else power
-
-
 def frequency_response(sos, n_fft: int, *, device=None, dtype=torch.float64) -> torch.Tensor:
     """``H(e^{j 2 pi k / n_fft})`` for ``k = 0 .. n_fft // 2``, complex of ``dtype``'s precision."""
     sos = torch.as_tensor(check_sos(sos), dtype=torch.float64, device=device)
@@ -86,16 +81,6 @@ def frame_length(response_length: int) -> int:
     return fft_length(max(8 * response_length, 1 << 15))
 
 
-def _overlap_save(audio: torch.Tensor, response: torch.Tensor, n_fft: int, overlap: int) -> torch.Tensor:
-    length = audio.shape[-1]
-    hop = n_fft - overlap
-    n_frames = -(-length // hop)
-    padded = nn.functional.pad(audio, (overlap, n_frames * hop - length))
-    frames = padded.unfold(-1, n_fft, hop)  # (..., n_frames, n_fft)
-    out = torch.fft.irfft(torch.fft.rfft(frames, dim=-1) * response, n=n_fft, dim=-1)[..., overlap:]
-    return out.reshape(*audio.shape[:-1], n_frames * hop)[..., :length]
-
-
 def _single_frame(audio: torch.Tensor, response: torch.Tensor, n_fft: int) -> torch.Tensor:
     spectrum = torch.fft.rfft(audio, n=n_fft, dim=-1)
     return torch.fft.irfft(spectrum * response, n=n_fft, dim=-1)[..., : audio.shape[-1]]
@@ -112,7 +97,7 @@ def _apply(audio: torch.Tensor, response_of, response_length: int) -> torch.Tens
     n_fft, framed = _plan(audio.shape[-1], response_length)
     response = response_of(n_fft, audio.device, audio.dtype)
     if framed:
-        return _overlap_save(audio, response, n_fft, response_length)
+        return overlap_save(audio, response, n_fft, response_length)
     return _single_frame(audio, response, n_fft)
 
 

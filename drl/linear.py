@@ -35,8 +35,8 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from drl.align import fast_fft_length
 from drl.checks import check_number, energy
+from drl.fft import fft_length as _fft_length
 
 RIDGE = 1e-10
 MIN_BLOCK_FFT = 2048  # the shortest block transform; with many taps, 8 times the taps (see _block_plan)
@@ -73,7 +73,7 @@ def _block_plan(n_samples: int, taps: int) -> _BlockPlan:
     margin = taps + taps // 2
     fft_length = max(MIN_BLOCK_FFT, 1 << (8 * taps - 1).bit_length())
     if n_samples + margin <= fft_length:
-        fft_length = fast_fft_length(n_samples + margin)
+        fft_length = _fft_length(n_samples + margin)
     hop = fft_length - margin
     return _BlockPlan(fft_length, hop, -(-n_samples // hop))
 

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from drl.checks import check_audio, check_number, check_sample_rate
+from drl.fft import overlap_save
 
 _TAPS_PER_SIDE = 16
 _KAISER_BETA = 5.0
@@ -88,7 +89,7 @@ _FRAME = 8192  # overlap-save FFT size; the 33-tap phases overlap frames by only
 @functools.lru_cache(maxsize=8)
 def _phase_spectra_cpu(factor: int) -> torch.Tensor:
     taps = torch.as_tensor(interpolation_phases(factor)[1:], dtype=torch.float64)
-    return torch.fft.rfft(taps, n=_FRAME).conj()  # correlation with the taps = product with the conjugate
+    return torch.fft.rfft(taps.flip(-1), n=_FRAME)  # a correlation is a convolution with the reversed taps
 
 
 def _phase_spectra(factor: int, device, dtype) -> torch.Tensor:
@@ -99,16 +100,12 @@ def _phase_spectra(factor: int, device, dtype) -> torch.Tensor:
 def _between(audio: torch.Tensor, spectra: torch.Tensor) -> torch.Tensor:
     """The interpolated values at ``n + p / factor`` for ``p >= 1``: ``(..., factor - 1, T)``.
 
-    Overlap-save of the ``x[n - 16] .. x[n + 16]`` correlations with frames of ``_FRAME`` samples.
+    The correlations of ``x[n - 16] .. x[n + 16]`` with each phase's taps, by overlap-save: convolutions with the
+    reversed taps, 16 samples late.
     """
     length = audio.shape[-1]
-    overlap = 2 * _TAPS_PER_SIDE
-    hop = _FRAME - overlap
-    n_frames = -(-length // hop)
-    padded = nn.functional.pad(audio, (_TAPS_PER_SIDE, n_frames * hop - length + _TAPS_PER_SIDE))
-    frames = torch.fft.rfft(padded.unfold(-1, _FRAME, hop), dim=-1)  # (..., n_frames, bins)
-    out = torch.fft.irfft(frames.unsqueeze(-3) * spectra[:, None, :], n=_FRAME, dim=-1)[..., :hop]
-    return out.reshape(*out.shape[:-2], n_frames * hop)[..., :length]
+    delayed = overlap_save(nn.functional.pad(audio, (0, _TAPS_PER_SIDE)), spectra, _FRAME, 2 * _TAPS_PER_SIDE)
+    return delayed[..., _TAPS_PER_SIDE:_TAPS_PER_SIDE + length]
 
 
 def _amplitude_db(amplitude: torch.Tensor) -> torch.Tensor:

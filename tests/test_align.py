@@ -8,7 +8,8 @@ import torch
 
 import drl
 from drl import DRL, drl_db, estimate_delay, fractional_delay
-from drl.align import GUARD_SAMPLES, fast_fft_length
+from drl.align import GUARD_SAMPLES
+from drl.fft import fft_length
 
 SR = 44100
 
@@ -44,8 +45,8 @@ def five_smooth(m):
 
 
 @pytest.mark.parametrize("n", [1, 2, 7, 11, 97, 1000, 44101, 882001])
-def test_fast_fft_length_is_the_next_5_smooth_number(n):
-    length = fast_fft_length(n)
+def test_fft_length_is_the_next_5_smooth_number(n):
+    length = fft_length(n)
     assert length >= n and five_smooth(length)
     assert not any(five_smooth(m) for m in range(n, length))
 

@@ -136,9 +136,19 @@ def test_logger_can_be_removed(compose_config):
 @pytest.mark.parametrize("name", options("experiment"))
 def test_experiment_options(compose_config, name):
     cfg = compose_config([f"experiment={name}"])
-    instantiate(cfg.target)
-    instantiate(cfg.loss)
-    instantiate(cfg.processor)
+    default = compose_config()
+    target, spec = instantiate(cfg.target), instantiate(cfg.processor)
+    assert instantiate(cfg.loss) == instantiate(default.loss)  # no preset changes the measure
+    if name == "quick":  # 8 s of the demo, 20 steps, a one-point baseline
+        assert cfg.data.track.duration_s == 8.0 and cfg.data.crop_s == 2.0 and cfg.trainer.max_steps == 20
+        assert list(cfg.baseline.release_ms) == [50.0] and list(cfg.baseline.lookahead_ms) == [5.0]
+        assert list(cfg.baseline.slow_release_ms) == [None]
+    elif name == "broadcast":  # EBU R128 with the gain + limiter processor
+        assert (target.lufs, target.ceiling_dbtp) == (-23.0, -1.0) and spec.name == "limiter"
+    elif name == "loud_master":  # -9 LUFS, longer training, the default chain
+        assert target.lufs == -9.0 and cfg.trainer.max_steps == 160 and spec.name == "chain"
+    else:
+        raise AssertionError(f"a new preset {name!r}: say here what it sets")
 
 
 def test_callbacks_instantiate(compose_config):

@@ -8,7 +8,6 @@ import torch
 from drl.filtering import (
     SOSFilter,
     check_sos,
-    fft_length,
     frame_length,
     impulse_response_length,
     sosfilt,
@@ -79,17 +78,6 @@ def test_module_matches_function_and_keeps_float64_coefficients():
     assert module(x[:, :0]).shape == (2, 0)
 
 
-def test_fft_length_is_fast_and_large_enough():
-    for n in [1, 2, 3, 5, 7, 100, 1000, 4097, 98_305, 10**6]:
-        size = fft_length(n)
-        assert size >= n
-        odd = size
-        while odd % 2 == 0:
-            odd //= 2
-        assert odd in (1, 3)
-        assert size < 2 * n or n == 1
-
-
 def test_bad_filters_and_audio_are_refused():
     with pytest.raises(ValueError, match="shape"):
         check_sos(np.ones((2, 5)))
@@ -101,3 +89,20 @@ def test_bad_filters_and_audio_are_refused():
         check_sos([[1.0, 0.0, 0.0, 0.0, 0.0, 0.0]])
     with pytest.raises(ValueError, match="floating-point"):
         sosfilt(torch.ones(10, dtype=torch.int16), k_weighting_sos(48000))
+
+
+def test_overlap_save_equals_direct_convolution_for_several_responses():
+    from drl.fft import fft_length, overlap_save
+
+    rng = np.random.default_rng(3)
+    signal = torch.from_numpy(rng.standard_normal((2, 3, 1000)))
+    taps = rng.standard_normal((4, 33))
+    n_fft = fft_length(200)
+    spectrum = torch.fft.rfft(torch.from_numpy(taps), n=n_fft)
+    out = overlap_save(signal, spectrum, n_fft, 32)
+    assert out.shape == (2, 3, 4, 1000)
+    for b, c, p in ((0, 0, 0), (1, 2, 3), (0, 1, 2)):
+        expected = np.convolve(signal[b, c].numpy(), taps[p])[:1000]
+        np.testing.assert_allclose(out[b, c, p].numpy(), expected, rtol=0, atol=1e-12)
+    single = overlap_save(signal, spectrum[1], n_fft, 32)
+    assert single.shape == (2, 3, 1000) and torch.allclose(single, out[..., 1, :], atol=1e-12)

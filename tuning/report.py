@@ -14,7 +14,6 @@ tuning.report.ParetoCallback``.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
@@ -26,6 +25,8 @@ import yaml
 from hydra.experimental.callback import Callback
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from drl.cli import Parser, fail
 
 CSV_NAME = "pareto.csv"
 PNG_NAME = "pareto.png"
@@ -303,13 +304,8 @@ class ParetoCallback(Callback):
         print(f"pareto report: {csv_path}, {png_path}")
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line on stderr, exit code 2
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _Parser(prog="python -m tuning.report",
+    parser = Parser(prog="python -m tuning.report",
                      description="Write pareto.csv and pareto.png (DRL against loudness) into a sweep folder.")
     parser.add_argument("sweep_dir", help="a Hydra multirun folder (or any folder) holding the jobs' metrics.json")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing pareto.csv / pareto.png")
@@ -317,9 +313,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         csv_path, png_path = report(args.sweep_dir, args.overwrite)
     except ValueError as error:
-        message = " ".join(str(error).split())
-        print(f"{parser.prog}: error: {message}", file=sys.stderr)
-        return 2
+        return fail(parser.prog, error)
     print(f"wrote {csv_path} and {png_path}")
     return 0
 
