@@ -881,16 +881,18 @@ def one_pole(r: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
     return _Smooth.apply(r, a, a)
 
 
-def limiter_gain(g_req: torch.Tensor, window: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-    """Lookahead ramp + release of a required gain g_req (S, T) in (0, 1]; window (S,) samples >= 1,
-    alpha (S,) release coefficient. Returns g (S, T) with g <= g_req; differentiable in g_req and alpha."""
-    if bool((window < 1).any()):
-        raise ValueError("limiter window must be at least 1 sample")
+def limiter_gain(g_req: torch.Tensor, lookahead_samples: torch.Tensor, release_coefficient: torch.Tensor
+                 ) -> torch.Tensor:
+    """Lookahead ramp + release of a required gain g_req (S, T) in (0, 1]; ``lookahead_samples`` (S,) the ramp's
+    length (whole samples >= 1), ``release_coefficient`` (S,) the one-pole release coefficient (see
+    :func:`time_coefficient`). Returns g (S, T) with g <= g_req; differentiable in g_req and the coefficient."""
+    if bool((lookahead_samples < 1).any()):
+        raise ValueError("limiter lookahead must be at least 1 sample")
     # Ones before the start (no reduction there) make the ramp before an early peak start before sample 0,
     # so the first samples are already at or below g_req.
-    pad = int(window.max()) - 1
+    pad = int(lookahead_samples.max()) - 1
     padded = torch.nn.functional.pad(g_req, (pad, 0), value=1.0) if pad else g_req
-    return _LimiterGain.apply(padded, window.to(g_req.device), alpha)[:, pad:]
+    return _LimiterGain.apply(padded, lookahead_samples.to(g_req.device), release_coefficient)[:, pad:]
 
 
 def window_samples(time_ms: torch.Tensor, sample_rate: int) -> torch.Tensor:

@@ -214,9 +214,9 @@ def limiter_gain_bct(x, ceiling_db, release_ms, lookahead_ms, slow_release_ms=No
     over = peak > ceiling
     g_req = torch.where(over, ceiling / torch.where(over, peak, torch.ones_like(peak)), torch.ones_like(peak))
     b, c, t = g_req.shape
-    window = ballistics.window_samples(_per_signal(lookahead_ms, c), sample_rate)
-    alpha = ballistics.time_coefficient(_per_signal(release_ms, c), sample_rate)
-    g = ballistics.limiter_gain(g_req.reshape(b * c, t), window, alpha)
+    lookahead_samples = ballistics.window_samples(_per_signal(lookahead_ms, c), sample_rate)
+    release_coefficient = ballistics.time_coefficient(_per_signal(release_ms, c), sample_rate)
+    g = ballistics.limiter_gain(g_req.reshape(b * c, t), lookahead_samples, release_coefficient)
     if slow_release_ms is not None:
         # Program-dependent release: a slow one-pole average of the reduction (dB) holds the gain down after
         # sustained overs, while a short transient barely charges it and recovers at release_ms.

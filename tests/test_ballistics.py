@@ -177,8 +177,8 @@ def test_gradcheck_limiter_gain():
     assert torch.autograd.gradcheck(lambda q, a: ballistics.limiter_gain(q, window, a), (g_req, alpha))
 
 
-def test_limiter_window_must_be_positive():
-    with pytest.raises(ValueError, match="window"):
+def test_limiter_lookahead_must_be_at_least_one_sample():
+    with pytest.raises(ValueError, match="lookahead must be at least 1 sample"):
         ballistics.limiter_gain(torch.ones(1, 10), torch.tensor([0]), torch.tensor([0.5]))
 
 

@@ -68,13 +68,13 @@ def load_track(path: str | Path, duration_s: float | None = None) -> Track:
 def check_crop_length(track: Track, crop_s: float) -> int:
     """Return the crop length in samples after checking the track is at least that long."""
     crop_s = check_number("data.crop_s", crop_s, 0.0, unit="s", low_open=True)
-    crop = int(round(crop_s * track.sample_rate))
-    if track.audio.shape[-1] < crop:
+    crop_samples = int(round(crop_s * track.sample_rate))
+    if track.audio.shape[-1] < crop_samples:
         raise ValueError(
             f"track '{track.name}' is {track.duration_s:.2f} s long, shorter than the crop length: "
             f"it must be at least {crop_s:g} s (data.crop_s)"
         )
-    return crop
+    return crop_samples
 
 
 def take_crops(audio: torch.Tensor, starts: torch.Tensor, crop_samples: int) -> torch.Tensor:

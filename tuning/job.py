@@ -112,7 +112,7 @@ def prepare(cfg: DictConfig, out_dir: Path) -> Job:
     mode, tracks = load_tracks(cfg)
     population = search_options(cfg, mode)
     tracks, conditioning = condition_tracks(tracks, cfg.get("subsonic") or {})
-    crop = max(check_crop_length(track, float(cfg.data.crop_s)) for track in tracks)
+    crop_samples = max(check_crop_length(track, float(cfg.data.crop_s)) for track in tracks)
     for track in tracks:
         check_fresh(out_dir / track.name if mode != "single" else out_dir, track.name)
     if mode != "single":
@@ -122,7 +122,7 @@ def prepare(cfg: DictConfig, out_dir: Path) -> Job:
     loaders = crop_loaders(int(cfg.data.batches_per_epoch))
     for track in tracks:  # every stage's settings in range, before any work
         spec.build(track.sample_rate, suggest_settings(track.audio, track.sample_rate, target), defaults=True)
-    return Job(cfg, out_dir, mode, tracks, conditioning, target, weights, spec, optimizer, population, crop,
+    return Job(cfg, out_dir, mode, tracks, conditioning, target, weights, spec, optimizer, population, crop_samples,
                crops_per_batch, loaders, float(cfg.solve.tol_lu), ckpt_path)
 
 
