@@ -16,10 +16,10 @@ import torch
 from drl.checks import check_audio, check_number, check_sample_rate, from_batch_channels_time, to_batch_channels_time
 from drl.filtering import sosfilt
 from drl.peak import true_peak_oversample
-from processors import ballistics
+from processors import kernels
 from processors.oversampling import downsample, upsample
 
-LEVEL_FLOOR = ballistics.LEVEL_FLOOR  # amplitude floor of the level detector (-240 dB)
+LEVEL_FLOOR = kernels.LEVEL_FLOOR  # amplitude floor of the level detector (-240 dB)
 OVERSAMPLE_FACTORS = (1, 2, 4, 8)
 DETECTORS = ("peak", "rms")
 
@@ -145,8 +145,8 @@ def _detector(x, sample_rate, detector, rms_ms, stereo_link):
         det, scale, floor = x.abs(), 20.0, LEVEL_FLOOR
     else:
         b, c, t = x.shape
-        a = ballistics.time_coefficient(_per_signal(rms_ms, c), sample_rate)
-        det = ballistics.one_pole((x * x).reshape(b * c, t), a).reshape(b, c, t)
+        a = kernels.time_coefficient(_per_signal(rms_ms, c), sample_rate)
+        det = kernels.one_pole((x * x).reshape(b * c, t), a).reshape(b, c, t)
         scale, floor = 10.0, LEVEL_FLOOR**2
     return (det.amax(dim=1, keepdim=True) if stereo_link else det), scale, floor
 
@@ -156,14 +156,14 @@ def _compressor_bct(x, threshold_db, ratio, knee_db, attack_ms, release_ms, make
     """(y, gain reduction s in dB (B, C or 1, T)); steps 1-5 compiled, with the curve of static_curve_db."""
     b, c, t = x.shape
     n = 1 if stereo_link else c  # signals per batch item
-    a_att = ballistics.time_coefficient(_per_signal(attack_ms, n), sample_rate)
-    a_rel = ballistics.time_coefficient(_per_signal(release_ms, n), sample_rate)
+    a_att = kernels.time_coefficient(_per_signal(attack_ms, n), sample_rate)
+    a_rel = kernels.time_coefficient(_per_signal(release_ms, n), sample_rate)
     params = [_per_signal(p, n) for p in (threshold_db, ratio, knee_db, makeup_db)]
     if detector == "peak":  # detector, curve, ballistics and gain application in one pass
-        y, s = ballistics.peak_compressor(x.reshape(b * n, c // n, t), *params, a_att, a_rel)
+        y, s = kernels.peak_compressor(x.reshape(b * n, c // n, t), *params, a_att, a_rel)
         return y.reshape(b, c, t), s.reshape(b, n, t)
     det, scale, floor = _detector(x, sample_rate, detector, rms_ms, stereo_link)
-    gain, s = ballistics.compressor(det.reshape(b * n, t), scale, floor, *params, a_att, a_rel)
+    gain, s = kernels.compressor(det.reshape(b * n, t), scale, floor, *params, a_att, a_rel)
     return x * gain.reshape(b, n, t), s.reshape(b, n, t)
 
 
@@ -214,15 +214,15 @@ def limiter_gain_bct(x, ceiling_db, release_ms, lookahead_ms, slow_release_ms=No
     over = peak > ceiling
     g_req = torch.where(over, ceiling / torch.where(over, peak, torch.ones_like(peak)), torch.ones_like(peak))
     b, c, t = g_req.shape
-    lookahead_samples = ballistics.window_samples(_per_signal(lookahead_ms, c), sample_rate)
-    release_coefficient = ballistics.time_coefficient(_per_signal(release_ms, c), sample_rate)
-    g = ballistics.limiter_gain(g_req.reshape(b * c, t), lookahead_samples, release_coefficient)
+    lookahead_samples = kernels.window_samples(_per_signal(lookahead_ms, c), sample_rate)
+    release_coefficient = kernels.time_coefficient(_per_signal(release_ms, c), sample_rate)
+    g = kernels.limiter_gain(g_req.reshape(b * c, t), lookahead_samples, release_coefficient)
     if slow_release_ms is not None:
         # Program-dependent release: a slow one-pole average of the reduction (dB) holds the gain down after
         # sustained overs, while a short transient barely charges it and recovers at release_ms.
         reduction = -20.0 * torch.log10(g)
-        beta = ballistics.time_coefficient(_per_signal(slow_release_ms, c), sample_rate)
-        slow = ballistics.one_pole(reduction, beta)
+        beta = kernels.time_coefficient(_per_signal(slow_release_ms, c), sample_rate)
+        slow = kernels.one_pole(reduction, beta)
         g = db_to_amplitude(-torch.maximum(reduction, slow))
     return g.reshape(b, c, t)
 

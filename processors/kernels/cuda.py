@@ -1,4 +1,4 @@
-"""CUDA builds of the recursions in processors.ballistics: one thread per signal, time-major (T, S) arrays.
+"""CUDA builds of the recursions in processors.kernels: one thread per signal, time-major (T, S) arrays.
 
 Imported only when a CUDA tensor reaches a kernel (or by the CUDA-simulator test), so CPU-only machines never
 load numba.cuda. The per-signal bodies are the very functions the CPU path compiles.
@@ -8,16 +8,14 @@ from __future__ import annotations
 
 from numba import cuda
 
-from processors.ballistics import (
+from processors.kernels.compression import (
     _compressor_backward_1d,
     _compressor_forward_1d,
-    _limiter_backward_1d,
-    _limiter_forward_1d,
     _peak_compressor_backward_1d,
     _peak_compressor_forward_1d,
-    _smooth_backward_1d,
-    _smooth_forward_1d,
 )
+from processors.kernels.limiter import _limiter_backward_1d, _limiter_forward_1d
+from processors.kernels.smoothing import _smooth_backward_1d, _smooth_forward_1d
 
 _smooth_fwd = cuda.jit(device=True)(_smooth_forward_1d)
 _smooth_bwd = cuda.jit(device=True)(_smooth_backward_1d)

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from processors import ballistics
+from processors import kernels
+from processors.kernels import blocked, dispatch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,7 +42,7 @@ def test_smooth_matches_reference_loop():
     rng = np.random.default_rng(1)
     r = rng.random((3, 500)) * rng.random((3, 500)) * 20
     a_att, a_rel = np.array([0.5, 0.9, 0.99]), np.array([0.99, 0.995, 0.6])
-    out = ballistics.smooth(torch.tensor(r), torch.tensor(a_att), torch.tensor(a_rel)).numpy()
+    out = kernels.smooth(torch.tensor(r), torch.tensor(a_att), torch.tensor(a_rel)).numpy()
     for i in range(3):
         np.testing.assert_allclose(out[i], smooth_reference(r[i], a_att[i], a_rel[i]), rtol=0, atol=1e-12)
 
@@ -49,8 +50,8 @@ def test_smooth_matches_reference_loop():
 def test_smooth_float32_accumulates_in_float64():
     r = torch.rand(2, 20000) * 10
     a = torch.tensor([0.999, 0.9999])
-    s32 = ballistics.one_pole(r, a)
-    s64 = ballistics.one_pole(r.double(), a.double())
+    s32 = kernels.one_pole(r, a)
+    s64 = kernels.one_pole(r.double(), a.double())
     assert s32.dtype == torch.float32
     assert torch.allclose(s32.double(), s64, rtol=1e-6, atol=1e-6)
 
@@ -59,7 +60,7 @@ def test_limiter_gain_matches_reference_and_stays_below_requirement():
     rng = np.random.default_rng(2)
     g_req = np.minimum(1.0, 0.7 / np.abs(rng.standard_normal((2, 400)) * 0.6 + 1e-9))
     window, alpha = np.array([1, 13]), np.array([0.9, 0.99])
-    out = ballistics.limiter_gain(torch.tensor(g_req), torch.tensor(window), torch.tensor(alpha)).numpy()
+    out = kernels.limiter_gain(torch.tensor(g_req), torch.tensor(window), torch.tensor(alpha)).numpy()
     for i in range(2):
         np.testing.assert_allclose(out[i], limiter_reference(g_req[i], window[i], alpha[i]), atol=1e-12)
     assert (out <= g_req).all()
@@ -72,10 +73,10 @@ def test_fused_compressor_equals_static_curve_then_smooth():
     thr, ratio, knee, makeup = (torch.tensor(v, dtype=torch.float64)
                                 for v in ([-20, -30, -10], [4, 1, 20], [6, 0, 24], [0, 3, -6]))
     a_att, a_rel = torch.tensor([0.5, 0.9, 0.3], dtype=torch.float64), torch.full((3,), 0.99, dtype=torch.float64)
-    gain, s = ballistics.compressor(det, 20.0, 1e-12, thr, ratio, knee, makeup, a_att, a_rel)
+    gain, s = kernels.compressor(det, 20.0, 1e-12, thr, ratio, knee, makeup, a_att, a_rel)
     level = 20 * torch.log10(det + 1e-12)
     target = level - static_curve_db(level, thr[:, None], ratio[:, None], knee[:, None])
-    expected = ballistics.smooth(target, a_att, a_rel)
+    expected = kernels.smooth(target, a_att, a_rel)
     assert torch.allclose(s, expected, atol=1e-12)
     assert torch.allclose(gain, 10 ** ((makeup[:, None] - expected) / 20), rtol=1e-12)
 
@@ -87,7 +88,7 @@ def test_gradcheck_fused_compressor():
               for v in ([-20, -25, -10], [4, 2, 20], [10, 0, 24], [1, 0, -3], [0.5, 0.7, 0.2], [0.9, 0.95, 0.8])]
 
     def run(det, *p):
-        gain, s = ballistics.compressor(det, 20.0, 1e-12, *p)
+        gain, s = kernels.compressor(det, 20.0, 1e-12, *p)
         return gain, s  # both outputs: the gain (with make-up) and the reduction feed the adjoint
 
     assert torch.autograd.gradcheck(run, (det, *params))
@@ -98,8 +99,8 @@ def test_peak_compressor_equals_detector_then_fused_curve():
     x = torch.randn(2, 3, 400, dtype=torch.float64) * 0.5
     params = [torch.tensor(v, dtype=torch.float64) for v in ([-20, -12], [4, 20], [6, 0], [2, -1], [0.5, 0.9],
                                                              [0.99, 0.95])]
-    y, s = ballistics.peak_compressor(x, *params)
-    gain, s_ref = ballistics.compressor(x.abs().amax(dim=1), 20.0, 1e-12, *params)
+    y, s = kernels.peak_compressor(x, *params)
+    gain, s_ref = kernels.compressor(x.abs().amax(dim=1), 20.0, 1e-12, *params)
     assert torch.allclose(s, s_ref, atol=1e-12)
     assert torch.allclose(y, x * gain[:, None], atol=1e-12)
 
@@ -109,13 +110,13 @@ def test_gradcheck_peak_compressor():
     x = (torch.randn(2, 2, 20, dtype=torch.float64) * 0.5).requires_grad_()
     params = [torch.tensor(v, dtype=torch.float64, requires_grad=True)
               for v in ([-15, -10], [4, 2], [8, 0], [1, -3], [0.5, 0.2], [0.9, 0.8])]
-    assert torch.autograd.gradcheck(ballistics.peak_compressor, (x, *params))
+    assert torch.autograd.gradcheck(kernels.peak_compressor, (x, *params))
 
 
 def test_peak_compressor_across_blocks_matches_unfused_path_and_its_gradients():
     """Several CPU blocks (the last one partial), attack slower than release on one signal (the recursion's
     min branch), a zero sample, float32 and float64: outputs and every gradient against the unfused path."""
-    assert 1300 > 2 * ballistics.BLOCK
+    assert 1300 > 2 * blocked.BLOCK
     torch.manual_seed(6)
     x = torch.randn(3, 2, 1300, dtype=torch.float64) * 0.4
     x[:, :, 700] = 0.0
@@ -126,9 +127,9 @@ def test_peak_compressor_across_blocks_matches_unfused_path_and_its_gradients():
     def run(fused, dtype):
         leaves = [t.detach().to(dtype).clone().requires_grad_() for t in (x, *params)]
         if fused:
-            y, s = ballistics.peak_compressor(*leaves)
+            y, s = kernels.peak_compressor(*leaves)
         else:
-            gain, s = ballistics.compressor(leaves[0].abs().amax(dim=1), 20.0, 1e-12, *leaves[1:])
+            gain, s = kernels.compressor(leaves[0].abs().amax(dim=1), 20.0, 1e-12, *leaves[1:])
             y = leaves[0] * gain[:, None]
         ((y * weights).sum() + (s * weights.flip(0)).sum()).backward()
         return [y.detach(), s.detach()] + [t.grad for t in leaves]
@@ -144,20 +145,20 @@ def test_gradcheck_peak_compressor_attack_slower_than_release():
     x = (torch.randn(1, 2, 30, dtype=torch.float64) * 0.5).requires_grad_()
     params = [torch.tensor(v, dtype=torch.float64, requires_grad=True)
               for v in ([-15.0], [3.0], [4.0], [0.5], [0.95], [0.6])]
-    assert torch.autograd.gradcheck(ballistics.peak_compressor, (x, *params))
+    assert torch.autograd.gradcheck(kernels.peak_compressor, (x, *params))
 
 
 def test_vectorised_log_and_exp2_are_accurate():
     rng = np.random.default_rng(8)
     v = np.concatenate([10.0 ** rng.uniform(-13, 13, 4000), [1e-12, 1.0, np.sqrt(2.0), 2.0, 0.5, 1e300]])
     out, bits = np.empty_like(v), np.empty(v.size, dtype=np.int64)
-    ballistics._ln_block(v, out, bits, v.size)
+    blocked._ln_block(v, out, bits, v.size)
     np.testing.assert_allclose(out, np.log(v), rtol=1e-14, atol=3e-14)  # 3e-13 dB
     w = np.concatenate([rng.uniform(-1022, 1023, 4000), rng.uniform(-40, 2, 4000), [0.0, 0.5, -0.5, 1023.0]])
     out, bits = np.empty_like(w), np.empty(w.size, dtype=np.int64)
-    ballistics._exp2_block(w, out, bits, w.size)
+    blocked._exp2_block(w, out, bits, w.size)
     np.testing.assert_allclose(out, np.exp2(w), rtol=2e-15, atol=0)
-    ballistics._exp2_block(np.array([-5000.0, 5000.0]), out, bits, 2)  # clamped, never 0, inf or NaN
+    blocked._exp2_block(np.array([-5000.0, 5000.0]), out, bits, 2)  # clamped, never 0, inf or NaN
     assert out[0] == 2.0**-1022 and out[1] == 2.0**1023
 
 
@@ -166,7 +167,7 @@ def test_gradcheck_smooth():
     r = (torch.rand(3, 60, dtype=torch.float64) * 10).requires_grad_()
     a_att = torch.tensor([0.3, 0.5, 0.8], dtype=torch.float64, requires_grad=True)
     a_rel = torch.tensor([0.9, 0.95, 0.7], dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(ballistics.smooth, (r, a_att, a_rel))
+    assert torch.autograd.gradcheck(kernels.smooth, (r, a_att, a_rel))
 
 
 def test_gradcheck_limiter_gain():
@@ -174,18 +175,18 @@ def test_gradcheck_limiter_gain():
     g_req = (torch.rand(2, 70, dtype=torch.float64) * 0.5 + 0.5).requires_grad_()
     alpha = torch.tensor([0.9, 0.6], dtype=torch.float64, requires_grad=True)
     window = torch.tensor([4, 9])
-    assert torch.autograd.gradcheck(lambda q, a: ballistics.limiter_gain(q, window, a), (g_req, alpha))
+    assert torch.autograd.gradcheck(lambda q, a: kernels.limiter_gain(q, window, a), (g_req, alpha))
 
 
 def test_limiter_lookahead_must_be_at_least_one_sample():
     with pytest.raises(ValueError, match="lookahead must be at least 1 sample"):
-        ballistics.limiter_gain(torch.ones(1, 10), torch.tensor([0]), torch.tensor([0.5]))
+        kernels.limiter_gain(torch.ones(1, 10), torch.tensor([0]), torch.tensor([0.5]))
 
 
 def test_time_coefficient_and_window():
-    a = ballistics.time_coefficient(torch.tensor(10.0, dtype=torch.float64), 48000)
+    a = kernels.time_coefficient(torch.tensor(10.0, dtype=torch.float64), 48000)
     assert float(a) == pytest.approx(np.exp(-1 / (0.010 * 48000)), rel=1e-15)
-    assert ballistics.window_samples(torch.tensor([0.001, 5.0]), 44100).tolist() == [1, 220]
+    assert kernels.window_samples(torch.tensor([0.001, 5.0]), 44100).tolist() == [1, 220]
 
 
 def test_cuda_kernels_logic_in_simulator():
@@ -193,20 +194,21 @@ def test_cuda_kernels_logic_in_simulator():
     script = textwrap.dedent(
         """
         import numpy as np
-        from processors import ballistics as b
+        from processors import kernels as b
+        from processors.kernels import compression, limiter, smoothing
         k = b.cuda_kernels()
         rng = np.random.default_rng(0)
         S, T = 3, 24
         r = rng.random((S, T)) * 10
         aa, ar = np.array([0.3, 0.5, 0.8]), np.array([0.9, 0.95, 0.7])
         s, att = np.empty((S, T)), np.empty((S, T), np.uint8)
-        b._smooth_forward_cpu(r, aa, ar, s, att)
+        smoothing._smooth_forward_cpu(r, aa, ar, s, att)
         sg, attg = np.empty((T, S)), np.empty((T, S), np.uint8)
         k["smooth_forward"][1, 32](np.ascontiguousarray(r.T), aa, ar, sg, attg)
         assert np.abs(sg.T - s).max() < 1e-12 and (attg.T == att).all()
         gs = rng.standard_normal((S, T))
         gr, ga = np.empty((S, T)), np.empty((S, 2))
-        b._smooth_backward_cpu(gs, r, s, att, aa, ar, gr, ga)
+        smoothing._smooth_backward_cpu(gs, r, s, att, aa, ar, gr, ga)
         grg, gag = np.empty((T, S)), np.empty((S, 2))
         k["smooth_backward"][1, 32](np.ascontiguousarray(gs.T), np.ascontiguousarray(r.T), sg, attg, aa, ar, grg, gag)
         assert np.abs(grg.T - gr).max() < 1e-12 and np.abs(gag - ga).max() < 1e-12
@@ -215,14 +217,14 @@ def test_cuda_kernels_logic_in_simulator():
                                            [0.9, 0.95, 0.8])]
         out = [np.empty((S, T)), np.empty((S, T)), np.empty((S, T), np.uint8), np.empty((S, T), np.uint8),
                np.empty((S, T))]
-        b._compressor_forward_cpu(det, 20.0, 1e-12, *cp, *out)
+        compression._compressor_forward_cpu(det, 20.0, 1e-12, *cp, *out)
         outg = [np.empty((T, S)), np.empty((T, S)), np.empty((T, S), np.uint8), np.empty((T, S), np.uint8),
                 np.empty((T, S))]
         k["compressor_forward"][1, 32](np.ascontiguousarray(det.T), 20.0, 1e-12, *cp, *outg)
         assert all(np.array_equal(o.T, c) for o, c in zip(outg, out))
         gd, gp = np.empty((S, T)), np.empty((S, 6))
         thr, ratio, knee, _, aa2, ar2 = cp
-        b._compressor_backward_cpu(gs, gs * 0.5, det, *out, 20.0, 1e-12, thr, ratio, knee, aa2, ar2, gd, gp)
+        compression._compressor_backward_cpu(gs, gs * 0.5, det, *out, 20.0, 1e-12, thr, ratio, knee, aa2, ar2, gd, gp)
         gdg, gpg = np.empty((T, S)), np.empty((S, 6))
         k["compressor_backward"][1, 32](np.ascontiguousarray(gs.T), np.ascontiguousarray(gs.T * 0.5),
                                         np.ascontiguousarray(det.T), *outg, 20.0, 1e-12, thr, ratio, knee, aa2, ar2,
@@ -231,12 +233,12 @@ def test_cuda_kernels_logic_in_simulator():
         q = np.minimum(1.0, 0.5 / (rng.random((S, T)) + 1e-3))
         w, al = np.array([1, 3, 6]), np.array([0.9, 0.5, 0.99])
         g, am, rp = np.empty((S, T)), np.empty((S, T), np.int64), np.empty((S, T), np.uint8)
-        b._limiter_forward_cpu(q, w, al, g, am, rp)
+        limiter._limiter_forward_cpu(q, w, al, g, am, rp)
         gg, amg, rpg = np.empty((T, S)), np.empty((T, S), np.int64), np.empty((T, S), np.uint8)
         k["limiter_forward"][1, 32](np.ascontiguousarray(q.T), w, al, gg, amg, rpg, np.empty((T, S), np.int64))
         assert np.abs(gg.T - g).max() < 1e-12 and (amg.T == am).all() and (rpg.T == rp).all()
         gq, galpha = np.zeros((S, T)), np.empty((S, 1))
-        b._limiter_backward_cpu(gs, g, am, rp, w, al, gq, galpha)
+        limiter._limiter_backward_cpu(gs, g, am, rp, w, al, gq, galpha)
         gqg, galg = np.zeros((T, S)), np.empty((S, 1))
         k["limiter_backward"][1, 32](np.ascontiguousarray(gs.T), gg, amg, rpg, w, al, gqg, np.empty((T, S)), galg)
         assert np.abs(gqg.T - gq).max() < 1e-12 and np.abs(galg - galpha).max() < 1e-12
@@ -257,7 +259,8 @@ def test_cuda_branch_of_the_autograd_functions_in_simulator():
     script = textwrap.dedent(
         """
         import torch
-        from processors import ballistics as b
+        from processors import kernels as b
+        from processors.kernels import dispatch
 
         torch.manual_seed(0)
         r = torch.rand(3, 20, dtype=torch.float64) * 10
@@ -278,7 +281,7 @@ def test_cuda_branch_of_the_autograd_functions_in_simulator():
             return [o.detach() for o in outs] + [t.grad for t in leaves]
 
         cpu = run()
-        b.SIMULATE_DEVICE_PATH = True
+        dispatch.SIMULATE_DEVICE_PATH = True
         sim = run()
         for x, y in zip(cpu, sim):
             assert torch.allclose(x, y, atol=1e-10), (x, y)
@@ -296,39 +299,39 @@ def test_cuda_branch_of_the_autograd_functions_in_simulator():
 def test_cuda_matches_cpu():
     r = torch.rand(4, 3000, dtype=torch.float64) * 10
     a_att, a_rel = torch.full((4,), 0.9, dtype=torch.float64), torch.full((4,), 0.999, dtype=torch.float64)
-    cpu = ballistics.smooth(r, a_att, a_rel)
-    gpu = ballistics.smooth(r.cuda(), a_att.cuda(), a_rel.cuda()).cpu()
+    cpu = kernels.smooth(r, a_att, a_rel)
+    gpu = kernels.smooth(r.cuda(), a_att.cuda(), a_rel.cuda()).cpu()
     assert torch.allclose(cpu, gpu, atol=1e-12)
     x = torch.randn(4, 2, 3000, dtype=torch.float64)
     params = [torch.full((4,), v, dtype=torch.float64) for v in (-12.0, 4.0, 6.0, 1.0, 0.9, 0.999)]
-    cpu = ballistics.peak_compressor(x, *params)
-    gpu = ballistics.peak_compressor(x.cuda(), *[p.cuda() for p in params])
+    cpu = kernels.peak_compressor(x, *params)
+    gpu = kernels.peak_compressor(x.cuda(), *[p.cuda() for p in params])
     assert all(torch.allclose(a, b.cpu(), atol=1e-12) for a, b in zip(cpu, gpu))
     g_req = torch.clamp(0.5 / (torch.rand(4, 3000, dtype=torch.float64) + 1e-3), max=1.0)
     window, alpha = torch.tensor([1, 5, 50, 200]), torch.full((4,), 0.99, dtype=torch.float64)
-    cpu = ballistics.limiter_gain(g_req, window, alpha)
-    gpu = ballistics.limiter_gain(g_req.cuda(), window.cuda(), alpha.cuda()).cpu()
+    cpu = kernels.limiter_gain(g_req, window, alpha)
+    gpu = kernels.limiter_gain(g_req.cuda(), window.cuda(), alpha.cuda()).cpu()
     assert torch.allclose(cpu, gpu, atol=1e-12)
 
 
 def test_threaded_and_serial_paths_agree():
-    assert ballistics.PARALLEL_MIN_SIGNALS <= 6
+    assert dispatch.PARALLEL_MIN_SIGNALS <= 6
     r = torch.rand(6, 3000, dtype=torch.float64) * 10
     a_att, a_rel = torch.linspace(0.5, 0.99, 6, dtype=torch.float64), torch.full((6,), 0.999, dtype=torch.float64)
-    together = ballistics.smooth(r, a_att, a_rel)  # threaded
+    together = kernels.smooth(r, a_att, a_rel)  # threaded
     for i in range(6):
-        alone = ballistics.smooth(r[i : i + 1], a_att[i : i + 1], a_rel[i : i + 1])  # serial
+        alone = kernels.smooth(r[i : i + 1], a_att[i : i + 1], a_rel[i : i + 1])  # serial
         assert torch.equal(together[i], alone[0])
     g_req = torch.clamp(0.5 / (torch.rand(6, 3000, dtype=torch.float64) + 1e-3), max=1.0)
     window = torch.tensor([1, 2, 5, 20, 100, 7])
-    together = ballistics.limiter_gain(g_req, window, a_att)
+    together = kernels.limiter_gain(g_req, window, a_att)
     for i in range(6):
-        alone = ballistics.limiter_gain(g_req[i : i + 1], window[i : i + 1], a_att[i : i + 1])
+        alone = kernels.limiter_gain(g_req[i : i + 1], window[i : i + 1], a_att[i : i + 1])
         assert torch.equal(together[i], alone[0])
     x = torch.randn(6, 2, 1100, dtype=torch.float64)
     params = [torch.linspace(lo, hi, 6, dtype=torch.float64) for lo, hi in ((-30, -10), (2, 8), (0, 12), (0, 3))]
-    together = ballistics.peak_compressor(x, *params, a_att, a_att.flip(0))
+    together = kernels.peak_compressor(x, *params, a_att, a_att.flip(0))
     for i in range(6):
-        alone = ballistics.peak_compressor(x[i : i + 1], *[p[i : i + 1] for p in params], a_att[i : i + 1],
+        alone = kernels.peak_compressor(x[i : i + 1], *[p[i : i + 1] for p in params], a_att[i : i + 1],
                                            a_att.flip(0)[i : i + 1])
         assert torch.equal(together[0][i], alone[0][0]) and torch.equal(together[1][i], alone[1][0])
