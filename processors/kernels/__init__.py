@@ -19,7 +19,10 @@ what the per-signal forward records (over_db finite everywhere), for the shared 
   (instant attack to the ramp, release towards 1), g[-1] = 1.
 
 The forward records its branch choices; the backward runs the adjoint recursion with those choices, so the
-gradients are exact for the branches taken (``torch.autograd.gradcheck`` passes in float64).
+gradients are exact for the branches taken (``torch.autograd.gradcheck`` passes in float64). The autograd
+Functions are in the current style: ``forward`` returns the outputs and the records (marked
+non-differentiable), ``setup_context`` saves them, and ``backward`` returns a gradient only for the inputs
+that need one (``ctx.needs_input_grad``) and runs no kernel when none does.
 Arithmetic inside the kernels is float64 whatever the tensor dtype.
 
 Modules: ``steps`` (the per-sample steps every compilation inlines), ``smoothing``, ``compression`` and

@@ -12,6 +12,7 @@ from numba import njit, prange
 
 from processors.kernels.blocked import peak_compressor_forward_blocked
 from processors.kernels.dispatch import host, launch_cuda, on_device, run_cpu
+from processors.kernels.dispatch import needed as _needed
 from processors.kernels.steps import (
     LEVEL_FLOOR,
     LN10,
@@ -199,7 +200,7 @@ class _Compressor(torch.autograd.Function):
     (linear gain, smoothed gain reduction s in dB), both (S, T)."""
 
     @staticmethod
-    def forward(ctx, det, scale, floor, threshold, ratio, knee, makeup, a_att, a_rel):
+    def forward(det, scale, floor, threshold, ratio, knee, makeup, a_att, a_rel):
         params = [p.detach().double().contiguous() for p in (threshold, ratio, knee, makeup, a_att, a_rel)]
         if on_device(det):
             dt = det.detach().t().contiguous()
@@ -217,14 +218,22 @@ class _Compressor(torch.autograd.Function):
             over = torch.empty(dc.shape, dtype=torch.float64)
             run_cpu(_compressor_forward_cpu, dc.shape[0], dc.numpy(), scale, floor, *[p.numpy() for p in params],
                      gain.numpy(), s.numpy(), attack.numpy(), region.numpy(), over.numpy())
-        ctx.save_for_backward(det, gain, s, attack, region, over, *params)
-        ctx.scale, ctx.floor, ctx.dtype = scale, floor, threshold.dtype
-        return gain, s
+        return gain, s, attack, region, over
 
     @staticmethod
-    def backward(ctx, grad_gain, grad_s):
-        det, gain, s, attack, region, over, *params = ctx.saved_tensors
-        thr, ratio, knee, _, a_att, a_rel = params
+    def setup_context(ctx, inputs, output):
+        det, scale, floor, *params = inputs
+        gain, s, attack, region, over = output
+        ctx.mark_non_differentiable(attack, region, over)
+        ctx.save_for_backward(det, gain, s, attack, region, over, *params)
+        ctx.scale, ctx.floor = scale, floor
+
+    @staticmethod
+    def backward(ctx, grad_gain, grad_s, *_):
+        if not any(ctx.needs_input_grad):
+            return (None,) * 9
+        det, gain, s, attack, region, over, *inputs = ctx.saved_tensors
+        thr, ratio, knee, _, a_att, a_rel = (p.detach().double().contiguous() for p in inputs)
         if on_device(det):
             dt = det.detach().t().contiguous()
             grad_dt = torch.empty_like(dt)
@@ -240,14 +249,14 @@ class _Compressor(torch.autograd.Function):
                      s.numpy(), attack.numpy(), region.numpy(), over.numpy(), ctx.scale, ctx.floor, thr.numpy(),
                      ratio.numpy(),
                      knee.numpy(), a_att.numpy(), a_rel.numpy(), grad_det.numpy(), grads.numpy())
-        grads = grads.to(ctx.dtype)
-        return (grad_det, None, None, *(grads[:, j] for j in range(6)))
+        grads = grads.to(inputs[0].dtype)
+        return _needed(ctx, grad_det, None, None, *(grads[:, j] for j in range(6)))
 
 class _PeakCompressor(torch.autograd.Function):
     """The whole peak-detector compressor in one pass: x (S, C, T) -> (y (S, C, T), s (S, T) in dB)."""
 
     @staticmethod
-    def forward(ctx, x, threshold, ratio, knee, makeup, a_att, a_rel):
+    def forward(x, threshold, ratio, knee, makeup, a_att, a_rel):
         params = [p.detach().double().contiguous() for p in (threshold, ratio, knee, makeup, a_att, a_rel)]
         n_signals, channels, size = x.shape
         if on_device(x):
@@ -267,14 +276,22 @@ class _PeakCompressor(torch.autograd.Function):
             attack, region, pick = (torch.empty((n_signals, size), dtype=torch.uint8) for _ in range(3))
             run_cpu(_peak_compressor_forward_cpu, n_signals, xc.numpy(), *[p.numpy() for p in params], y.numpy(),
                      gain.numpy(), s.numpy(), attack.numpy(), region.numpy(), over.numpy(), pick.numpy())
-        ctx.save_for_backward(x, gain, s, attack, region, over, pick, *params)
-        ctx.dtype = threshold.dtype
-        ctx.set_materialize_grads(False)  # s is usually unused: no (S, T) tensor of zeros for its gradient
-        return y, s
+        return y, s, gain, attack, region, over, pick
 
     @staticmethod
-    def backward(ctx, grad_y, grad_s):
-        x, gain, s, attack, region, over, pick, thr, ratio, knee, _, a_att, a_rel = ctx.saved_tensors
+    def setup_context(ctx, inputs, output):
+        x, *params = inputs
+        y, s, gain, attack, region, over, pick = output
+        ctx.mark_non_differentiable(gain, attack, region, over, pick)
+        ctx.save_for_backward(x, gain, s, attack, region, over, pick, *params)
+        ctx.set_materialize_grads(False)  # s is usually unused: no (S, T) tensor of zeros for its gradient
+
+    @staticmethod
+    def backward(ctx, grad_y, grad_s, *_):
+        if not any(ctx.needs_input_grad) or (grad_y is None and grad_s is None):
+            return (None,) * 7
+        x, gain, s, attack, region, over, pick, *inputs = ctx.saved_tensors
+        thr, ratio, knee, _, a_att, a_rel = (p.detach().double().contiguous() for p in inputs)
         n_signals, _, size = x.shape
         if grad_y is None:
             grad_y = torch.zeros_like(x)
@@ -297,8 +314,8 @@ class _PeakCompressor(torch.autograd.Function):
                      gain.numpy(), s.numpy(), attack.numpy(), region.numpy(), over.numpy(), pick.numpy(),
                      thr.numpy(), ratio.numpy(), knee.numpy(), a_att.numpy(), a_rel.numpy(), grad_x.numpy(),
                      grads.numpy())
-        grads = grads.to(ctx.dtype)
-        return (grad_x, *(grads[:, j] for j in range(6)))
+        grads = grads.to(inputs[0].dtype)
+        return _needed(ctx, grad_x, *(grads[:, j] for j in range(6)))
 
 def compressor(det, scale, floor, threshold_db, ratio, knee_db, makeup_db, a_attack, a_release):
     """The compressor's steps 1-5 after the detector, fused: level L = scale log10(det + floor) of the detector
@@ -306,10 +323,10 @@ def compressor(det, scale, floor, threshold_db, ratio, knee_db, makeup_db, a_att
     reduction, attack/release ballistics, make-up. Parameters (S,). Returns (linear gain incl. make-up,
     smoothed gain reduction s >= 0 dB), both (S, T) and differentiable in every tensor input."""
     return _Compressor.apply(det, float(scale), float(floor), threshold_db, ratio, knee_db, makeup_db, a_attack,
-                             a_release)
+                             a_release)[:2]
 
 def peak_compressor(x, threshold_db, ratio, knee_db, makeup_db, a_attack, a_release):
     """The compressor with the peak detector, fused end to end: x (S, C, T), the level of each signal the
     per-sample maximum of 20 log10(|x| + 1e-12) over its C channels (C = 1: unlinked); parameters (S,).
     Returns (y = x 10^((makeup_db - s) / 20) of shape (S, C, T), s (S, T) >= 0 dB), differentiable in all."""
-    return _PeakCompressor.apply(x, threshold_db, ratio, knee_db, makeup_db, a_attack, a_release)
+    return _PeakCompressor.apply(x, threshold_db, ratio, knee_db, makeup_db, a_attack, a_release)[:2]

@@ -60,3 +60,8 @@ def run_cpu(kernel, n_signals: int, *arrays) -> None:
 def host(t: torch.Tensor) -> np.ndarray:
     """A contiguous CPU tensor's numpy view (detached)."""
     return t.detach().contiguous().numpy()
+
+
+def needed(ctx, *grads):
+    """``grads`` with None where the input needs no gradient (``ctx.needs_input_grad``)."""
+    return tuple(g if need else None for g, need in zip(grads, ctx.needs_input_grad))

@@ -10,6 +10,7 @@ import torch
 from numba import njit, prange
 
 from processors.kernels.dispatch import host, launch_cuda, on_device, run_cpu
+from processors.kernels.dispatch import needed as _needed
 
 
 # --- per-signal bodies (1-D arrays), shared by the CPU and CUDA compilations --------------------------------
@@ -97,8 +98,11 @@ def _limiter_backward_cpu(grad_g, g, argmin, ramp, window, alpha, grad_req, grad
 
 # --- autograd Function and entry points -------------------------------------------------------------------
 class _LimiterGain(torch.autograd.Function):
+    """The limiter's gain: g_req (S, T), lookahead (S,) samples, release coefficient (S,) -> (g (S, T), and
+    the forward's records: where each running minimum came from, and whether the ramp or the release won)."""
+
     @staticmethod
-    def forward(ctx, g_req, window, alpha):
+    def forward(g_req, window, alpha):
         alpha64 = alpha.detach().double().contiguous()
         window = window.to(torch.int64).contiguous()
         if on_device(g_req):
@@ -116,13 +120,21 @@ class _LimiterGain(torch.autograd.Function):
             ramp = torch.empty(q.shape, dtype=torch.uint8)
             run_cpu(_limiter_forward_cpu, q.shape[0], q.numpy(), window.numpy(), alpha64.numpy(), g.numpy(),
                      argmin.numpy(), ramp.numpy())
-        ctx.save_for_backward(g, argmin, ramp, window, alpha64)
-        ctx.dtype = alpha.dtype
-        return g
+        return g, argmin, ramp
 
     @staticmethod
-    def backward(ctx, grad_g):
-        g, argmin, ramp, window, alpha64 = ctx.saved_tensors
+    def setup_context(ctx, inputs, output):
+        _, window, alpha = inputs
+        g, argmin, ramp = output
+        ctx.mark_non_differentiable(argmin, ramp)
+        ctx.save_for_backward(g, argmin, ramp, window, alpha)
+
+    @staticmethod
+    def backward(ctx, grad_g, *_):
+        if not any(ctx.needs_input_grad):
+            return None, None, None
+        g, argmin, ramp, window, alpha = ctx.saved_tensors
+        window, alpha64 = window.to(torch.int64).contiguous(), alpha.detach().double().contiguous()
         if on_device(g):
             gt = g.t().contiguous()
             grad_req_t = torch.zeros_like(gt)
@@ -136,7 +148,7 @@ class _LimiterGain(torch.autograd.Function):
             grad_alpha = torch.empty((g.shape[0], 1), dtype=torch.float64)
             run_cpu(_limiter_backward_cpu, g.shape[0], host(grad_g), g.numpy(), argmin.numpy(), ramp.numpy(),
                      window.numpy(), alpha64.numpy(), grad_req.numpy(), grad_alpha.numpy())
-        return grad_req, None, grad_alpha[:, 0].to(ctx.dtype)
+        return _needed(ctx, grad_req, None, grad_alpha[:, 0].to(alpha.dtype))
 
 def limiter_gain(g_req: torch.Tensor, lookahead_samples: torch.Tensor, release_coefficient: torch.Tensor
                  ) -> torch.Tensor:
@@ -149,7 +161,7 @@ def limiter_gain(g_req: torch.Tensor, lookahead_samples: torch.Tensor, release_c
     # so the first samples are already at or below g_req.
     pad = int(lookahead_samples.max()) - 1
     padded = torch.nn.functional.pad(g_req, (pad, 0), value=1.0) if pad else g_req
-    return _LimiterGain.apply(padded, lookahead_samples.to(g_req.device), release_coefficient)[:, pad:]
+    return _LimiterGain.apply(padded, lookahead_samples.to(g_req.device), release_coefficient)[0][:, pad:]
 
 def window_samples(time_ms: torch.Tensor, sample_rate: int) -> torch.Tensor:
     """A time in ms -> a whole number of samples >= 1 (int64)."""

@@ -8,6 +8,7 @@ import torch
 from numba import njit, prange
 
 from processors.kernels.dispatch import host, launch_cuda, on_device, run_cpu
+from processors.kernels.dispatch import needed as _needed
 from processors.kernels.steps import ballistics_step
 
 
@@ -59,8 +60,10 @@ def _smooth_backward_cpu(grad_s, r, s, attack, a_att, a_rel, grad_r, grad_a):
 
 # --- autograd Function and entry points -------------------------------------------------------------------
 class _Smooth(torch.autograd.Function):
+    """The attack/release one-pole: r (S, T), coefficients (S,) -> (s (S, T), the attack choices (S, T))."""
+
     @staticmethod
-    def forward(ctx, r, a_att, a_rel):
+    def forward(r, a_att, a_rel):
         a_att64 = a_att.detach().double().contiguous()
         a_rel64 = a_rel.detach().double().contiguous()
         if on_device(r):
@@ -75,13 +78,21 @@ class _Smooth(torch.autograd.Function):
             attack = torch.empty(r_c.shape, dtype=torch.uint8)
             run_cpu(_smooth_forward_cpu, r_c.shape[0], r_c.numpy(), a_att64.numpy(), a_rel64.numpy(), s.numpy(),
                      attack.numpy())
-        ctx.save_for_backward(r, s, attack, a_att64, a_rel64)
-        ctx.dtype = a_att.dtype
-        return s
+        return s, attack
 
     @staticmethod
-    def backward(ctx, grad_s):
-        r, s, attack, a_att64, a_rel64 = ctx.saved_tensors
+    def setup_context(ctx, inputs, output):
+        r, a_att, a_rel = inputs
+        s, attack = output
+        ctx.mark_non_differentiable(attack)
+        ctx.save_for_backward(r, s, attack, a_att, a_rel)
+
+    @staticmethod
+    def backward(ctx, grad_s, _):
+        if not any(ctx.needs_input_grad):
+            return None, None, None
+        r, s, attack, a_att, a_rel = ctx.saved_tensors
+        a_att64, a_rel64 = (a.detach().double().contiguous() for a in (a_att, a_rel))
         if on_device(r):
             # attack was stored time-major (T, S); s is a transposed view of a time-major tensor
             rt, st = r.detach().t().contiguous(), s.t().contiguous()
@@ -95,7 +106,7 @@ class _Smooth(torch.autograd.Function):
             grad_a = torch.empty((r.shape[0], 2), dtype=torch.float64)
             run_cpu(_smooth_backward_cpu, r.shape[0], host(grad_s), host(r), s.numpy(), attack.numpy(),
                      a_att64.numpy(), a_rel64.numpy(), grad_r.numpy(), grad_a.numpy())
-        return grad_r, grad_a[:, 0].to(ctx.dtype), grad_a[:, 1].to(ctx.dtype)
+        return _needed(ctx, grad_r, grad_a[:, 0].to(a_att.dtype), grad_a[:, 1].to(a_att.dtype))
 
 def time_coefficient(time_ms: torch.Tensor, sample_rate: int) -> torch.Tensor:
     """One-pole coefficient a = exp(-1 / (tau sample_rate)) for a time constant tau = time_ms / 1000."""
@@ -103,8 +114,8 @@ def time_coefficient(time_ms: torch.Tensor, sample_rate: int) -> torch.Tensor:
 
 def smooth(r: torch.Tensor, a_attack: torch.Tensor, a_release: torch.Tensor) -> torch.Tensor:
     """Attack/release one-pole of r (S, T) with per-signal coefficients (S,); differentiable in all three."""
-    return _Smooth.apply(r, a_attack, a_release)
+    return _Smooth.apply(r, a_attack, a_release)[0]
 
 def one_pole(r: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
     """Plain one-pole s[n] = a s[n-1] + (1 - a) r[n], s[-1] = 0, of r (S, T) with coefficients (S,)."""
-    return _Smooth.apply(r, a, a)
+    return _Smooth.apply(r, a, a)[0]
