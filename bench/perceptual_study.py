@@ -118,7 +118,7 @@ CLIPPERS = (Waveshaper("hard-clip", lambda x: np.clip(x, -1.0, 1.0)), Waveshaper
 
 def _limiter_chain(audio: torch.Tensor, target: Target, release_ms: float, slow_release_ms=None,
                    compressor: bool = False) -> Chain:
-    gain_db = Gain.specs[0].clamp(target.lufs - float(drl.integrated_loudness(audio, RATE)))
+    gain_db = Gain.spec_of("gain_db").clamp(target.lufs - float(drl.integrated_loudness(audio, RATE)))
     stages = {"gain": Gain(RATE, gain_db=gain_db)}
     if compressor:
         threshold = level_statistics(audio * 10 ** (stages["gain"].values()["gain_db"] / 20), RATE).rms_p90_dbfs

@@ -59,6 +59,15 @@ class Processor(nn.Module):
         for name, value in values.items():
             self.raw[name] = nn.Parameter(self._specs[name].to_unconstrained(value))
 
+    @classmethod
+    def spec_of(cls, name: str) -> ParamSpec:
+        """The declared :class:`ParamSpec` of parameter ``name`` (its unit, range, scale and default)."""
+        for spec in cls.specs:
+            if spec.name == name:
+                return spec
+        raise ValueError(f"{cls.__name__} has no parameter {name!r} "
+                         f"(parameters: {', '.join(s.name for s in cls.specs) or 'none'})")
+
     def active_specs(self) -> tuple[ParamSpec, ...]:
         """The specs this instance stores (all of ``specs`` unless an option switches a stage off)."""
         return self.specs

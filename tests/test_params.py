@@ -90,3 +90,11 @@ def test_an_optimiser_never_leaves_the_range():
         optimiser.step()
     values = comp.values()
     assert 1 <= values["ratio"] <= 20 and -60 <= values["threshold_db"] <= 0
+
+
+def test_spec_of_looks_parameters_up_by_name():
+    from processors import Gain, Limiter
+
+    assert Limiter.spec_of("release_ms").min == 1.0 and Gain.spec_of("gain_db").max == 36.0
+    with pytest.raises(ValueError, match="Limiter has no parameter 'release'"):
+        Limiter.spec_of("release")

@@ -60,8 +60,9 @@ def run_baseline(
     slope = None
     failure: ValueError | None = None
     for release, lookahead, slow in itertools.product(release_ms, lookahead_ms, slow_release_ms):
-        chain = baseline_chain(sample_rate, Gain.specs[0].clamp(start_db), target.ceiling_dbtp, release, lookahead,
-                               true_peak, None if slow is None else float(slow)).to(audio.device)
+        gain_db = Gain.spec_of("gain_db").clamp(start_db)
+        chain = baseline_chain(sample_rate, gain_db, target.ceiling_dbtp, release, lookahead, true_peak,
+                               None if slow is None else float(slow)).to(audio.device)
         try:
             solution = solve_target(chain, audio, sample_rate, target, "gain.gain_db", "limiter.ceiling_db",
                                     tol_lu=tol_lu, slope_hint=slope)

@@ -147,7 +147,7 @@ def suggest_settings(
     stats = level_statistics(audio, sample_rate)
     gain_db = target.lufs - stats.lufs
     out = {
-        "gain_db": Gain.specs[0].clamp(gain_db),
+        "gain_db": Gain.spec_of("gain_db").clamp(gain_db),
         "threshold_db": min(max(stats.rms_p90_dbfs + gain_db, -60.0), 0.0),
     }
     for key in ("release_ms", "lookahead_ms"):

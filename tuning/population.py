@@ -17,9 +17,12 @@ from dataclasses import dataclass
 import torch
 
 from drl.checks import check_number
+from processors import Limiter
 
-#: Limiter timings the starting points spread over (log-spaced between the bounds), when the processor has them.
-SPREAD_LOG = {"limiter.release_ms": (1.0, 1000.0), "limiter.slow_release_ms": (100.0, 3000.0)}
+#: Limiter timings the starting points spread over (log-spaced between the bounds), when the processor has them:
+#: the release over its whole range, the slow stage over the part that sits above the fast releases.
+SPREAD_LOG = {"limiter.release_ms": (Limiter.spec_of("release_ms").min, Limiter.spec_of("release_ms").max),
+              "limiter.slow_release_ms": (100.0, 3000.0)}
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,8 @@ class Population:
         if not self.lookahead_ms:
             raise ValueError("search.lookahead_ms must list at least one lookahead in ms")
         for value in self.lookahead_ms:
-            check_number("search.lookahead_ms", value, 0.5, 20.0, unit="ms")
+            spec = Limiter.spec_of("lookahead_ms")
+            check_number("search.lookahead_ms", value, spec.min, spec.max, unit="ms")
 
 
 def starting_values(start: Mapping[str, float], compressor_starts: Sequence[Mapping[str, float]],
