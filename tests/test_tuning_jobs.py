@@ -135,12 +135,14 @@ def test_sweep_of_two_targets_and_its_report(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", ["single", "per_track", "shared"])
+@pytest.mark.parametrize("mode", ["single", "per_track", "shared", "population"])
 def test_kill_and_resume_ends_like_an_uninterrupted_run(compose_config, tmp_path, folder, mode):
     compose_config()  # clears Hydra's global state afterwards
     data = {"single": ["data.track.duration_s=3.0"],
             "per_track": ["data=folder", f"data.dir={folder}"],
-            "shared": ["data=folder", f"data.dir={folder}", "data.mode=shared"]}[mode]
+            "shared": ["data=folder", f"data.dir={folder}", "data.mode=shared"],
+            # the checkpoint at step 4 comes after the exploit step of the validation at step 3
+            "population": ["data.track.duration_s=3.0", "search=population", "search.size=3"]}[mode]
     base = [*TINY, *data, "data.batches_per_epoch=3", "callbacks.checkpoint.every_n_train_steps=2"]
 
     def run(name, *overrides):
@@ -152,7 +154,7 @@ def test_kill_and_resume_ends_like_an_uninterrupted_run(compose_config, tmp_path
             cfg.hydra.job.num = 0
         HydraConfig.instance().set_config(cfg)
         result = train_script.train(cfg)
-        return ({"": result} if mode == "single" else result), tmp_path / name
+        return ({"": result} if mode in ("single", "population") else result), tmp_path / name
 
     whole, whole_dir = run("whole", "trainer.max_steps=6")
     # "killed" after 4 steps (mid-epoch, after a validation): its last checkpoint is at step 4
@@ -169,7 +171,11 @@ def test_kill_and_resume_ends_like_an_uninterrupted_run(compose_config, tmp_path
         assert again["steps"] == metrics["steps"] == 6
         assert again["best_step"] == metrics["best_step"] and again["selected"] == metrics["selected"]
         assert again["output"]["drl_db"] == pytest.approx(metrics["output"]["drl_db"], abs=1e-4)
-        params = Path(name) / "tuned_params.yaml" if mode != "single" else Path("tuned_params.yaml")
+        if mode == "population":
+            assert again["population"]["winner"] == metrics["population"]["winner"]
+            assert again["population"]["best_objective_drl_db"] == pytest.approx(
+                metrics["population"]["best_objective_drl_db"], abs=1e-4)
+        params = Path(name) / "tuned_params.yaml" if name else Path("tuned_params.yaml")
         a = yaml.safe_load((whole_dir / params).read_text())["stages"]
         b = yaml.safe_load((resumed_dir / params).read_text())["stages"]
         for stage, values in a.items():
