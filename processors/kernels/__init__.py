@@ -27,8 +27,9 @@ Arithmetic inside the kernels is float64 whatever the tensor dtype.
 
 Modules: ``steps`` (the per-sample steps every compilation inlines), ``smoothing``, ``compression`` and
 ``limiter`` (each: per-signal bodies, their CPU compilation, the autograd Function and the entry points),
-``blocked`` (the CPU peak compressor's vectorised forward), ``dispatch`` (CPU threads, or a CUDA launch with
-time-major arrays) and ``cuda`` (the CUDA compilation, imported on the first CUDA tensor).
+``blocked`` (the CPU peak compressor's vectorised forward), ``dispatch`` (``Kernel``: one call for both
+sides, CPU threads over signal-major arrays or a CUDA launch over time-major ones, and the layouts each takes)
+and ``cuda`` (the CUDA compilation, imported on the first CUDA tensor).
 """
 
 from processors.kernels.compression import compressor, peak_compressor

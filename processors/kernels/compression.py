@@ -11,8 +11,7 @@ import torch
 from numba import njit, prange
 
 from processors.kernels.blocked import peak_compressor_forward_blocked
-from processors.kernels.dispatch import host, launch_cuda, on_device, run_cpu
-from processors.kernels.dispatch import needed as _needed
+from processors.kernels.dispatch import Kernel, needed, on_device
 from processors.kernels.steps import (
     LEVEL_FLOOR,
     LN10,
@@ -195,29 +194,29 @@ def _peak_compressor_backward_cpu(grad_y, grad_s, x, gain, s, attack, region, ov
 
 
 # --- autograd Functions and entry points ------------------------------------------------------------------
+_FORWARD = Kernel("compressor_forward", _compressor_forward_cpu)
+_BACKWARD = Kernel("compressor_backward", _compressor_backward_cpu)
+_PEAK_FORWARD = Kernel("peak_compressor_forward", _peak_compressor_forward_cpu)
+_PEAK_BACKWARD = Kernel("peak_compressor_backward", _peak_compressor_backward_cpu)
+
+
+def _parameters(*parameters: torch.Tensor) -> list[torch.Tensor]:
+    return [p.detach().double().contiguous() for p in parameters]
+
+
 class _Compressor(torch.autograd.Function):
     """Level, soft-knee static curve, ballistics and make-up in one pass: detector signal (S, T) ->
-    (linear gain, smoothed gain reduction s in dB), both (S, T)."""
+    (linear gain, smoothed gain reduction s in dB, both (S, T), and the forward's records)."""
 
     @staticmethod
     def forward(det, scale, floor, threshold, ratio, knee, makeup, a_att, a_rel):
-        params = [p.detach().double().contiguous() for p in (threshold, ratio, knee, makeup, a_att, a_rel)]
-        if on_device(det):
-            dt = det.detach().t().contiguous()
-            gain_t, st = torch.empty_like(dt), torch.empty_like(dt)
-            attack = torch.empty(dt.shape, dtype=torch.uint8, device=dt.device)
-            region = torch.empty(dt.shape, dtype=torch.uint8, device=dt.device)
-            over = torch.empty(dt.shape, dtype=torch.float64, device=dt.device)
-            launch_cuda("compressor_forward", dt.shape[1], dt, scale, floor, *params, gain_t, st, attack, region, over)
-            gain, s = gain_t.t(), st.t()
-        else:
-            dc = det.detach().contiguous()
-            gain, s = torch.empty_like(dc), torch.empty_like(dc)
-            attack = torch.empty(dc.shape, dtype=torch.uint8)
-            region = torch.empty(dc.shape, dtype=torch.uint8)
-            over = torch.empty(dc.shape, dtype=torch.float64)
-            run_cpu(_compressor_forward_cpu, dc.shape[0], dc.numpy(), scale, floor, *[p.numpy() for p in params],
-                     gain.numpy(), s.numpy(), attack.numpy(), region.numpy(), over.numpy())
+        cuda, shape = on_device(det), det.shape
+        (gain_k, gain), (s_k, s) = (Kernel.empty(shape, det.dtype, det.device, cuda) for _ in range(2))
+        (attack_k, attack), (region_k, region) = (Kernel.empty(shape, torch.uint8, det.device, cuda)
+                                                  for _ in range(2))
+        over_k, over = Kernel.empty(shape, torch.float64, det.device, cuda)
+        _FORWARD(cuda, shape[0], Kernel.along_time(det, cuda), scale, floor,
+                 *_parameters(threshold, ratio, knee, makeup, a_att, a_rel), gain_k, s_k, attack_k, region_k, over_k)
         return gain, s, attack, region, over
 
     @staticmethod
@@ -233,49 +232,33 @@ class _Compressor(torch.autograd.Function):
         if not any(ctx.needs_input_grad):
             return (None,) * 9
         det, gain, s, attack, region, over, *inputs = ctx.saved_tensors
-        thr, ratio, knee, _, a_att, a_rel = (p.detach().double().contiguous() for p in inputs)
-        if on_device(det):
-            dt = det.detach().t().contiguous()
-            grad_dt = torch.empty_like(dt)
-            grads = torch.empty((dt.shape[1], 6), dtype=torch.float64, device=dt.device)
-            launch_cuda("compressor_backward", dt.shape[1], grad_gain.t().contiguous(), grad_s.t().contiguous(), dt,
-                         gain.t().contiguous(), s.t().contiguous(), attack, region, over, ctx.scale, ctx.floor, thr,
-                         ratio, knee, a_att, a_rel, grad_dt, grads)
-            grad_det = grad_dt.t()
-        else:
-            grad_det = torch.empty_like(s)
-            grads = torch.empty((s.shape[0], 6), dtype=torch.float64)
-            run_cpu(_compressor_backward_cpu, s.shape[0], host(grad_gain), host(grad_s), host(det), gain.numpy(),
-                     s.numpy(), attack.numpy(), region.numpy(), over.numpy(), ctx.scale, ctx.floor, thr.numpy(),
-                     ratio.numpy(),
-                     knee.numpy(), a_att.numpy(), a_rel.numpy(), grad_det.numpy(), grads.numpy())
+        thr, ratio, knee, _, a_att, a_rel = _parameters(*inputs)
+        cuda = on_device(det)
+        grad_det_k, grad_det = Kernel.empty(det.shape, s.dtype, det.device, cuda)
+        grads = torch.empty((det.shape[0], 6), dtype=torch.float64, device=det.device)
+        _BACKWARD(cuda, det.shape[0], *(Kernel.along_time(t, cuda) for t in (grad_gain, grad_s, det, gain, s, attack,
+                                                                            region, over)),
+                  ctx.scale, ctx.floor, thr, ratio, knee, a_att, a_rel, grad_det_k, grads)
         grads = grads.to(inputs[0].dtype)
-        return _needed(ctx, grad_det, None, None, *(grads[:, j] for j in range(6)))
+        return needed(ctx, grad_det, None, None, *(grads[:, j] for j in range(6)))
+
 
 class _PeakCompressor(torch.autograd.Function):
-    """The whole peak-detector compressor in one pass: x (S, C, T) -> (y (S, C, T), s (S, T) in dB)."""
+    """The whole peak-detector compressor in one pass: x (S, C, T) -> (y (S, C, T), s (S, T) in dB, and the
+    forward's records)."""
 
     @staticmethod
     def forward(x, threshold, ratio, knee, makeup, a_att, a_rel):
-        params = [p.detach().double().contiguous() for p in (threshold, ratio, knee, makeup, a_att, a_rel)]
-        n_signals, channels, size = x.shape
-        if on_device(x):
-            xt = x.detach().permute(2, 0, 1).contiguous()  # (T, S, C)
-            yt = torch.empty_like(xt)
-            gt, st, over = (torch.empty((size, n_signals), dtype=d, device=x.device)
-                            for d in (x.dtype, x.dtype, torch.float64))
-            attack, region, pick = (torch.empty((size, n_signals), dtype=torch.uint8, device=x.device)
-                                    for _ in range(3))
-            launch_cuda("peak_compressor_forward", n_signals, xt, *params, yt, gt, st, attack, region, over, pick)
-            y, gain, s = yt.permute(1, 2, 0), gt.t(), st.t()
-        else:
-            xc = x.detach().contiguous()
-            y = torch.empty_like(xc)
-            gain, s = torch.empty((n_signals, size), dtype=x.dtype), torch.empty((n_signals, size), dtype=x.dtype)
-            over = torch.empty((n_signals, size), dtype=x.dtype)  # float32 for float32 audio: less traffic
-            attack, region, pick = (torch.empty((n_signals, size), dtype=torch.uint8) for _ in range(3))
-            run_cpu(_peak_compressor_forward_cpu, n_signals, xc.numpy(), *[p.numpy() for p in params], y.numpy(),
-                     gain.numpy(), s.numpy(), attack.numpy(), region.numpy(), over.numpy(), pick.numpy())
+        cuda, (n_signals, _, size) = on_device(x), x.shape
+        y_k, y = Kernel.empty(x.shape, x.dtype, x.device, cuda)
+        (gain_k, gain), (s_k, s) = (Kernel.empty((n_signals, size), x.dtype, x.device, cuda) for _ in range(2))
+        # float32 audio keeps its over_db record in float32 on the CPU: less traffic
+        over_k, over = Kernel.empty((n_signals, size), torch.float64 if cuda else x.dtype, x.device, cuda)
+        records = [Kernel.empty((n_signals, size), torch.uint8, x.device, cuda) for _ in range(3)]
+        _PEAK_FORWARD(cuda, n_signals, Kernel.along_time(x, cuda),
+                      *_parameters(threshold, ratio, knee, makeup, a_att, a_rel), y_k, gain_k, s_k, records[0][0],
+                      records[1][0], over_k, records[2][0])
+        (_, attack), (_, region), (_, pick) = records
         return y, s, gain, attack, region, over, pick
 
     @staticmethod
@@ -291,31 +274,24 @@ class _PeakCompressor(torch.autograd.Function):
         if not any(ctx.needs_input_grad) or (grad_y is None and grad_s is None):
             return (None,) * 7
         x, gain, s, attack, region, over, pick, *inputs = ctx.saved_tensors
-        thr, ratio, knee, _, a_att, a_rel = (p.detach().double().contiguous() for p in inputs)
-        n_signals, _, size = x.shape
+        thr, ratio, knee, _, a_att, a_rel = _parameters(*inputs)
+        cuda, (n_signals, _, size) = on_device(x), x.shape
         if grad_y is None:
             grad_y = torch.zeros_like(x)
-        if grad_s is None:  # on the CPU a stride-0 view: the kernel reads one zero over and over
+        if grad_s is None:
             grad_s = torch.zeros(1, dtype=s.dtype, device=s.device).expand(n_signals, size)
-        elif not on_device(x):  # (on a GPU the time-major copy below is contiguous either way)
-            grad_s = grad_s.contiguous()
-        if on_device(x):
-            xt = x.detach().permute(2, 0, 1).contiguous()
-            grad_xt = torch.empty_like(xt)
-            grads = torch.empty((n_signals, 6), dtype=torch.float64, device=x.device)
-            launch_cuda("peak_compressor_backward", n_signals, grad_y.permute(2, 0, 1).contiguous(),
-                         grad_s.t().contiguous(), xt, gain.t().contiguous(), s.t().contiguous(), attack, region, over,
-                         pick, thr, ratio, knee, a_att, a_rel, grad_xt, grads)
-            grad_x = grad_xt.permute(1, 2, 0)
+            # on the CPU a stride-0 view: the kernel reads one zero over and over
+            grad_s_k = grad_s.detach() if not cuda else Kernel.along_time(grad_s, cuda)
         else:
-            grad_x = torch.empty_like(x.detach().contiguous())
-            grads = torch.empty((n_signals, 6), dtype=torch.float64)
-            run_cpu(_peak_compressor_backward_cpu, n_signals, host(grad_y), grad_s.detach().numpy(), host(x),
-                     gain.numpy(), s.numpy(), attack.numpy(), region.numpy(), over.numpy(), pick.numpy(),
-                     thr.numpy(), ratio.numpy(), knee.numpy(), a_att.numpy(), a_rel.numpy(), grad_x.numpy(),
-                     grads.numpy())
+            grad_s_k = Kernel.along_time(grad_s, cuda)
+        grad_x_k, grad_x = Kernel.empty(x.shape, x.dtype, x.device, cuda)
+        grads = torch.empty((n_signals, 6), dtype=torch.float64, device=x.device)
+        _PEAK_BACKWARD(cuda, n_signals, Kernel.along_time(grad_y, cuda), grad_s_k,
+                       *(Kernel.along_time(t, cuda) for t in (x, gain, s, attack, region, over, pick)),
+                       thr, ratio, knee, a_att, a_rel, grad_x_k, grads)
         grads = grads.to(inputs[0].dtype)
-        return _needed(ctx, grad_x, *(grads[:, j] for j in range(6)))
+        return needed(ctx, grad_x, *(grads[:, j] for j in range(6)))
+
 
 def compressor(det, scale, floor, threshold_db, ratio, knee_db, makeup_db, a_attack, a_release):
     """The compressor's steps 1-5 after the detector, fused: level L = scale log10(det + floor) of the detector

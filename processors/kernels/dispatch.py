@@ -4,7 +4,6 @@ share out), or one CUDA thread per signal on a GPU (compiled on first use, time-
 from __future__ import annotations
 
 import numba
-import numpy as np
 import torch
 
 
@@ -57,9 +56,36 @@ def run_cpu(kernel, n_signals: int, *arrays) -> None:
         numba.set_num_threads(threads)
 
 
-def host(t: torch.Tensor) -> np.ndarray:
-    """A contiguous CPU tensor's numpy view (detached)."""
-    return t.detach().contiguous().numpy()
+class Kernel:
+    """One recursion's kernel, ``name`` in the CUDA build and ``cpu`` (a ``prange`` loop over signals) on the
+    CPU. On the CPU every array is signal-major as torch holds it, (S, T) or (S, C, T); on CUDA the arrays along
+    time are time-major, (T, S) or (T, S, C), so that the threads of a warp read adjacent addresses.
+    :meth:`along_time` and :meth:`empty` give each side its layout; a Function writes one code path for both."""
+
+    def __init__(self, name: str, cpu) -> None:
+        self.name, self.cpu = name, cpu
+
+    @staticmethod
+    def along_time(t: torch.Tensor, device_path: bool) -> torch.Tensor:
+        """An (S, ..., T) tensor as the kernel reads it: time-major and contiguous on CUDA, contiguous on the
+        CPU (free when it already is, e.g. a record :meth:`empty` made)."""
+        t = t.detach()
+        return t.permute(t.ndim - 1, *range(t.ndim - 1)).contiguous() if device_path else t.contiguous()
+
+    @staticmethod
+    def empty(shape, dtype, device, device_path: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """An output along time of signal-major ``shape``: (the array the kernel writes, its (S, ..., T) view)."""
+        if device_path:
+            array = torch.empty((shape[-1], *shape[:-1]), dtype=dtype, device=device)
+            return array, array.permute(*range(1, len(shape)), 0)
+        array = torch.empty(shape, dtype=dtype, device=device)
+        return array, array
+
+    def __call__(self, device_path: bool, n_signals: int, *args) -> None:
+        if device_path:
+            launch_cuda(self.name, n_signals, *args)
+        else:
+            run_cpu(self.cpu, n_signals, *[a.numpy() if isinstance(a, torch.Tensor) else a for a in args])
 
 
 def needed(ctx, *grads):

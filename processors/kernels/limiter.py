@@ -9,8 +9,7 @@ import numpy as np
 import torch
 from numba import njit, prange
 
-from processors.kernels.dispatch import host, launch_cuda, on_device, run_cpu
-from processors.kernels.dispatch import needed as _needed
+from processors.kernels.dispatch import Kernel, needed, on_device
 
 
 # --- per-signal bodies (1-D arrays), shared by the CPU and CUDA compilations --------------------------------
@@ -97,29 +96,23 @@ def _limiter_backward_cpu(grad_g, g, argmin, ramp, window, alpha, grad_req, grad
 
 
 # --- autograd Function and entry points -------------------------------------------------------------------
+_FORWARD = Kernel("limiter_forward", _limiter_forward_cpu)
+_BACKWARD = Kernel("limiter_backward", _limiter_backward_cpu)
+
+
 class _LimiterGain(torch.autograd.Function):
     """The limiter's gain: g_req (S, T), lookahead (S,) samples, release coefficient (S,) -> (g (S, T), and
     the forward's records: where each running minimum came from, and whether the ramp or the release won)."""
 
     @staticmethod
     def forward(g_req, window, alpha):
-        alpha64 = alpha.detach().double().contiguous()
-        window = window.to(torch.int64).contiguous()
-        if on_device(g_req):
-            qt = g_req.detach().t().contiguous()
-            gt = torch.empty_like(qt)
-            argmin = torch.empty(qt.shape, dtype=torch.int64, device=qt.device)
-            ramp = torch.empty(qt.shape, dtype=torch.uint8, device=qt.device)
-            queue = torch.empty(qt.shape, dtype=torch.int64, device=qt.device)
-            launch_cuda("limiter_forward", qt.shape[1], qt, window, alpha64, gt, argmin, ramp, queue)
-            g = gt.t()
-        else:
-            q = g_req.detach().contiguous()
-            g = torch.empty_like(q)
-            argmin = torch.empty(q.shape, dtype=torch.int64)
-            ramp = torch.empty(q.shape, dtype=torch.uint8)
-            run_cpu(_limiter_forward_cpu, q.shape[0], q.numpy(), window.numpy(), alpha64.numpy(), g.numpy(),
-                     argmin.numpy(), ramp.numpy())
+        cuda, shape = on_device(g_req), g_req.shape
+        g_k, g = Kernel.empty(shape, g_req.dtype, g_req.device, cuda)
+        argmin_k, argmin = Kernel.empty(shape, torch.int64, g_req.device, cuda)
+        ramp_k, ramp = Kernel.empty(shape, torch.uint8, g_req.device, cuda)
+        scratch = [Kernel.empty(shape, torch.int64, g_req.device, cuda)[0]] if cuda else []  # the CPU allocates its own
+        _FORWARD(cuda, shape[0], Kernel.along_time(g_req, cuda), window.to(torch.int64).contiguous(),
+                 alpha.detach().double().contiguous(), g_k, argmin_k, ramp_k, *scratch)
         return g, argmin, ramp
 
     @staticmethod
@@ -134,21 +127,16 @@ class _LimiterGain(torch.autograd.Function):
         if not any(ctx.needs_input_grad):
             return None, None, None
         g, argmin, ramp, window, alpha = ctx.saved_tensors
-        window, alpha64 = window.to(torch.int64).contiguous(), alpha.detach().double().contiguous()
-        if on_device(g):
-            gt = g.t().contiguous()
-            grad_req_t = torch.zeros_like(gt)
-            grad_avg = torch.empty(gt.shape, dtype=torch.float64, device=gt.device)
-            grad_alpha = torch.empty((gt.shape[1], 1), dtype=torch.float64, device=gt.device)
-            launch_cuda("limiter_backward", gt.shape[1], grad_g.t().contiguous(), gt, argmin, ramp, window,
-                         alpha64, grad_req_t, grad_avg, grad_alpha)
-            grad_req = grad_req_t.t()
-        else:
-            grad_req = torch.zeros_like(g)
-            grad_alpha = torch.empty((g.shape[0], 1), dtype=torch.float64)
-            run_cpu(_limiter_backward_cpu, g.shape[0], host(grad_g), g.numpy(), argmin.numpy(), ramp.numpy(),
-                     window.numpy(), alpha64.numpy(), grad_req.numpy(), grad_alpha.numpy())
-        return _needed(ctx, grad_req, None, grad_alpha[:, 0].to(alpha.dtype))
+        cuda = on_device(g)
+        grad_req_k, grad_req = Kernel.empty(g.shape, g.dtype, g.device, cuda)
+        grad_req_k.zero_()
+        scratch = [Kernel.empty(g.shape, torch.float64, g.device, cuda)[0]] if cuda else []  # the CPU allocates its own
+        grad_alpha = torch.empty((g.shape[0], 1), dtype=torch.float64, device=g.device)
+        _BACKWARD(cuda, g.shape[0], *(Kernel.along_time(t, cuda) for t in (grad_g, g, argmin, ramp)),
+                  window.to(torch.int64).contiguous(), alpha.detach().double().contiguous(), grad_req_k, *scratch,
+                  grad_alpha)
+        return needed(ctx, grad_req, None, grad_alpha[:, 0].to(alpha.dtype))
+
 
 def limiter_gain(g_req: torch.Tensor, lookahead_samples: torch.Tensor, release_coefficient: torch.Tensor
                  ) -> torch.Tensor:

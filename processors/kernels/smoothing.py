@@ -7,8 +7,7 @@ from __future__ import annotations
 import torch
 from numba import njit, prange
 
-from processors.kernels.dispatch import host, launch_cuda, on_device, run_cpu
-from processors.kernels.dispatch import needed as _needed
+from processors.kernels.dispatch import Kernel, needed, on_device
 from processors.kernels.steps import ballistics_step
 
 
@@ -59,25 +58,19 @@ def _smooth_backward_cpu(grad_s, r, s, attack, a_att, a_rel, grad_r, grad_a):
 
 
 # --- autograd Function and entry points -------------------------------------------------------------------
+_FORWARD = Kernel("smooth_forward", _smooth_forward_cpu)
+_BACKWARD = Kernel("smooth_backward", _smooth_backward_cpu)
+
+
 class _Smooth(torch.autograd.Function):
     """The attack/release one-pole: r (S, T), coefficients (S,) -> (s (S, T), the attack choices (S, T))."""
 
     @staticmethod
     def forward(r, a_att, a_rel):
-        a_att64 = a_att.detach().double().contiguous()
-        a_rel64 = a_rel.detach().double().contiguous()
-        if on_device(r):
-            rt = r.detach().t().contiguous()
-            st = torch.empty_like(rt)
-            attack = torch.empty(rt.shape, dtype=torch.uint8, device=r.device)
-            launch_cuda("smooth_forward", rt.shape[1], rt, a_att64, a_rel64, st, attack)
-            s = st.t()
-        else:
-            r_c = r.detach().contiguous()
-            s = torch.empty_like(r_c)
-            attack = torch.empty(r_c.shape, dtype=torch.uint8)
-            run_cpu(_smooth_forward_cpu, r_c.shape[0], r_c.numpy(), a_att64.numpy(), a_rel64.numpy(), s.numpy(),
-                     attack.numpy())
+        cuda = on_device(r)
+        s_k, s = Kernel.empty(r.shape, r.dtype, r.device, cuda)
+        attack_k, attack = Kernel.empty(r.shape, torch.uint8, r.device, cuda)
+        _FORWARD(cuda, r.shape[0], Kernel.along_time(r, cuda), *_coefficients(a_att, a_rel), s_k, attack_k)
         return s, attack
 
     @staticmethod
@@ -92,21 +85,17 @@ class _Smooth(torch.autograd.Function):
         if not any(ctx.needs_input_grad):
             return None, None, None
         r, s, attack, a_att, a_rel = ctx.saved_tensors
-        a_att64, a_rel64 = (a.detach().double().contiguous() for a in (a_att, a_rel))
-        if on_device(r):
-            # attack was stored time-major (T, S); s is a transposed view of a time-major tensor
-            rt, st = r.detach().t().contiguous(), s.t().contiguous()
-            grad_rt = torch.empty_like(rt)
-            grad_a = torch.empty((rt.shape[1], 2), dtype=torch.float64, device=r.device)
-            launch_cuda("smooth_backward", rt.shape[1], grad_s.t().contiguous(), rt, st, attack, a_att64, a_rel64,
-                         grad_rt, grad_a)
-            grad_r = grad_rt.t()
-        else:
-            grad_r = torch.empty_like(s)
-            grad_a = torch.empty((r.shape[0], 2), dtype=torch.float64)
-            run_cpu(_smooth_backward_cpu, r.shape[0], host(grad_s), host(r), s.numpy(), attack.numpy(),
-                     a_att64.numpy(), a_rel64.numpy(), grad_r.numpy(), grad_a.numpy())
-        return _needed(ctx, grad_r, grad_a[:, 0].to(a_att.dtype), grad_a[:, 1].to(a_att.dtype))
+        cuda = on_device(r)
+        grad_r_k, grad_r = Kernel.empty(r.shape, s.dtype, r.device, cuda)
+        grad_a = torch.empty((r.shape[0], 2), dtype=torch.float64, device=r.device)
+        _BACKWARD(cuda, r.shape[0], *(Kernel.along_time(t, cuda) for t in (grad_s, r, s, attack)),
+                  *_coefficients(a_att, a_rel), grad_r_k, grad_a)
+        return needed(ctx, grad_r, grad_a[:, 0].to(a_att.dtype), grad_a[:, 1].to(a_att.dtype))
+
+
+def _coefficients(*coefficients: torch.Tensor) -> list[torch.Tensor]:
+    return [a.detach().double().contiguous() for a in coefficients]
+
 
 def time_coefficient(time_ms: torch.Tensor, sample_rate: int) -> torch.Tensor:
     """One-pole coefficient a = exp(-1 / (tau sample_rate)) for a time constant tau = time_ms / 1000."""
