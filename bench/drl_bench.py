@@ -106,8 +106,9 @@ def masked_reference_job(reference: torch.Tensor, processed: torch.Tensor, backw
     """The NMR against a :class:`drl.nmr.MaskedReference` built once, outside the timing: the cost of scoring
     one more candidate against the same track (the tuning jobs' baseline grid, starts and validations)."""
     masked = MaskedReference(reference, SR)
-    return job(lambda _, candidate: {"nmr_db": masked.nmr_db(candidate).mean()}, reference, processed, backward,
-               "nmr_db")
+    return job(
+        lambda _, candidate: {"nmr_db": masked.nmr_db(candidate).mean()}, reference, processed, backward, "nmr_db"
+    )
 
 
 def signals(seconds: float, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -139,12 +140,16 @@ def main() -> None:
 def options(args: argparse.Namespace, devices: list[str]) -> None:
     """Frame-wise DRL, linear-response removal and the NMR against plain broadband DRL. Each ratio is the median
     of the ratios within a round, which holds steadier than a ratio of medians when the machine's load changes."""
-    measures = {"frame_ms=50": job_factory(DRL(SR, None, frame_ms=50.0)),
-                "linear_taps=512": job_factory(DRL(SR, None, linear_taps=512)),
-                "nmr_db": job_factory(nmr_metric, "nmr_db"),
-                "nmr_db, cached": masked_reference_job}
-    print(f"\n{'device':6} {'audio':>6} {'pass':>16} {'plain (ms)':>11} "
-          + " ".join(f"{name:>16} {'ratio':>6}" for name in measures))
+    measures = {
+        "frame_ms=50": job_factory(DRL(SR, None, frame_ms=50.0)),
+        "linear_taps=512": job_factory(DRL(SR, None, linear_taps=512)),
+        "nmr_db": job_factory(nmr_metric, "nmr_db"),
+        "nmr_db, cached": masked_reference_job,
+    }
+    print(
+        f"\n{'device':6} {'audio':>6} {'pass':>16} {'plain (ms)':>11} "
+        + " ".join(f"{name:>16} {'ratio':>6}" for name in measures)
+    )
     for name in devices:
         device = torch.device(name)
         for seconds in args.durations:
@@ -153,13 +158,20 @@ def options(args: argparse.Namespace, devices: list[str]) -> None:
                 jobs = [job(DRL(SR, None), reference, processed, backward)]
                 jobs += [make(reference, processed, backward) for make in measures.values()]
                 plain, *others = alternating_samples(jobs, device, args.repeats)
-                columns = " ".join(f"{statistics.median(times) * 1e3:16.1f} "
-                                   f"{statistics.median(t / p for t, p in zip(times, plain)):5.1f}x"
-                                   for times in others)
-                print(f"{name:6} {seconds:5.0f}s {'forward+backward' if backward else 'forward':>16} "
-                      f"{statistics.median(plain) * 1e3:11.1f} {columns}", flush=True)
-        print(f"{name:6} the linear fit's fixed cost, two 512 x 512 float64 Cholesky factorisations (stereo): "
-              f"{timed(cholesky_job(device), device, args.repeats) * 1e3:.1f} ms")
+                columns = " ".join(
+                    f"{statistics.median(times) * 1e3:16.1f} "
+                    f"{statistics.median(t / p for t, p in zip(times, plain)):5.1f}x"
+                    for times in others
+                )
+                print(
+                    f"{name:6} {seconds:5.0f}s {'forward+backward' if backward else 'forward':>16} "
+                    f"{statistics.median(plain) * 1e3:11.1f} {columns}",
+                    flush=True,
+                )
+        print(
+            f"{name:6} the linear fit's fixed cost, two 512 x 512 float64 Cholesky factorisations (stereo): "
+            f"{timed(cholesky_job(device), device, args.repeats) * 1e3:.1f} ms"
+        )
 
 
 def job_factory(metric, key: str = "total_drl_db"):
@@ -196,8 +208,11 @@ def against_original(args: argparse.Namespace, devices: list[str]) -> None:
                         original_text, ratio_text = f"~{estimate * 1e3:.0f} (est.)", f"~{estimate / ours_s:.0f}x"
                     else:
                         ours_s, original_s = side_by_side(
-                            job(ours, reference, processed, backward), job(original, reference, processed, backward),
-                            device, args.repeats, args.original_repeats,
+                            job(ours, reference, processed, backward),
+                            job(original, reference, processed, backward),
+                            device,
+                            args.repeats,
+                            args.original_repeats,
                         )
                         seconds_per_sample[key] = original_s / reference.shape[-1]
                         original_text, ratio_text = f"{original_s * 1e3:.1f}", f"{original_s / ours_s:.1f}x"

@@ -156,8 +156,15 @@ def _write_cache(path: Path, key: str, entry: dict) -> None:
         os.replace(temp.name, path)
 
 
-def score_channels(reference, processed, sample_rate: int, *, excerpt_s: float = 10.0, start: int | None = None,
-                   cache: Path | None = CACHE) -> Score:
+def score_channels(
+    reference,
+    processed,
+    sample_rate: int,
+    *,
+    excerpt_s: float = 10.0,
+    start: int | None = None,
+    cache: Path | None = CACHE,
+) -> Score:
     """HAAQI of ``processed`` against ``reference`` (both (C, T) or (T,), same shape, at ``sample_rate`` Hz) on
     the conventions of the module docstring; ``cache=None`` neither reads nor writes the cache."""
     began = time.perf_counter()
@@ -178,7 +185,7 @@ def score_channels(reference, processed, sample_rate: int, *, excerpt_s: float =
         first = int(start)
     else:
         raise ValueError(f"start {start} leaves no {length}-sample excerpt in a {total}-sample signal")
-    reference, processed = reference[:, first:first + length], processed[:, first:first + length]
+    reference, processed = reference[:, first : first + length], processed[:, first : first + length]
 
     key = _cache_key(reference, processed, sample_rate, excerpt_s, start)
     entry = _read_cache(cache).get(key) if cache is not None else None
@@ -188,8 +195,16 @@ def score_channels(reference, processed, sample_rate: int, *, excerpt_s: float =
         if cache is not None:
             _write_cache(cache, key, entry)
     channels = tuple(entry["channels"])
-    return Score(float(np.mean(channels)), channels, first / sample_rate, length / sample_rate, entry["gain_db"],
-                 entry["delay_ms"], time.perf_counter() - began, cached)
+    return Score(
+        float(np.mean(channels)),
+        channels,
+        first / sample_rate,
+        length / sample_rate,
+        entry["gain_db"],
+        entry["delay_ms"],
+        time.perf_counter() - began,
+        cached,
+    )
 
 
 def _condition(reference: np.ndarray, processed: np.ndarray, sample_rate: int):
@@ -203,10 +218,12 @@ def _condition(reference: np.ndarray, processed: np.ndarray, sample_rate: int):
     lag = bulk_delay(reference_hp, processed_hp)
     n = reference.shape[1] - abs(lag)
     if n < sample_rate / 2:
-        raise ValueError(f"at their best alignment (delay {lag / sample_rate:+.2f} s) reference and processed "
-                         f"overlap for under 0.5 s")
+        raise ValueError(
+            f"at their best alignment (delay {lag / sample_rate:+.2f} s) reference and processed "
+            f"overlap for under 0.5 s"
+        )
     # the overlap, cut before the high-pass: a latency's leading zeros would make its edge ring
-    reference, processed = reference[:, max(-lag, 0):][:, :n], processed[:, max(lag, 0):][:, :n]
+    reference, processed = reference[:, max(-lag, 0) :][:, :n], processed[:, max(lag, 0) :][:, :n]
     reference, processed = sosfiltfilt(sos, reference, axis=-1), sosfiltfilt(sos, processed, axis=-1)
     gain = float(np.sum(reference * processed) / np.sum(np.square(reference)))
     if abs(gain) < 1e-7:
@@ -217,8 +234,10 @@ def _condition(reference: np.ndarray, processed: np.ndarray, sample_rate: int):
         channel_db = level1 + 10 * np.log10(np.mean(np.square(reference), axis=1))
     if channel_db.min() < MIN_CHANNEL_DB_SPL:
         c = int(np.argmin(channel_db))
-        raise ValueError(f"reference channel {c} would sit at {channel_db[c]:.0f} dB SPL, below the "
-                         f"{MIN_CHANNEL_DB_SPL:.0f} dB SPL HAAQI needs; score it on its own")
+        raise ValueError(
+            f"reference channel {c} would sit at {channel_db[c]:.0f} dB SPL, below the "
+            f"{MIN_CHANNEL_DB_SPL:.0f} dB SPL HAAQI needs; score it on its own"
+        )
     step = gcd(sample_rate, MODEL_RATE)
     if sample_rate != MODEL_RATE:
         reference = resample_poly(reference, MODEL_RATE // step, sample_rate // step, axis=-1)
@@ -266,13 +285,16 @@ def _read(path: str) -> tuple[np.ndarray, int]:
 
 def _table(results: list[dict]) -> str:
     """One line per processed file: HAAQI, per channel, excerpt (start + length, s), gain, delay, wall time."""
-    lines = [f"{'file':<36} {'HAAQI':>6}  {'channels':<14} {'excerpt s':>10} {'gain dB':>7} {'delay ms':>8} "
-             f"{'wall s':>6}"]
+    lines = [
+        f"{'file':<36} {'HAAQI':>6}  {'channels':<14} {'excerpt s':>10} {'gain dB':>7} {'delay ms':>8} {'wall s':>6}"
+    ]
     for r in results:
         channels = " ".join(f"{c:.4f}" for c in r["channels"])
         cached = " (cached)" if r["cached"] else ""
-        lines.append(f"{r['file']:<36} {r['mean']:.4f}  {channels:<14} {r['start_s']:>4.0f}+{r['length_s']:<5.1f} "
-                     f"{r['gain_db']:7.2f} {r['delay_ms']:8.2f} {r['wall_s']:6.1f}{cached}")
+        lines.append(
+            f"{r['file']:<36} {r['mean']:.4f}  {channels:<14} {r['start_s']:>4.0f}+{r['length_s']:<5.1f} "
+            f"{r['gain_db']:7.2f} {r['delay_ms']:8.2f} {r['wall_s']:6.1f}{cached}"
+        )
     return "\n".join(lines)
 
 
@@ -290,10 +312,13 @@ def main(argv: list[str] | None = None) -> int:
         for path in args.processed:
             processed, processed_rate = _read(path)
             if processed_rate != rate or processed.shape[0] != reference.shape[0]:
-                raise ValueError(f"{path} is {processed_rate} Hz x {processed.shape[0]} channels, the reference "
-                                 f"{rate} Hz x {reference.shape[0]}")
-            result = score_channels(reference, processed, rate, excerpt_s=args.excerpt_s,
-                                    cache=None if args.no_cache else CACHE)
+                raise ValueError(
+                    f"{path} is {processed_rate} Hz x {processed.shape[0]} channels, the reference "
+                    f"{rate} Hz x {reference.shape[0]}"
+                )
+            result = score_channels(
+                reference, processed, rate, excerpt_s=args.excerpt_s, cache=None if args.no_cache else CACHE
+            )
             results.append({"file": path, **asdict(result)})
     except ValueError as error:
         print(f"{parser.prog}: error: " + " ".join(str(error).split()), file=sys.stderr)

@@ -45,13 +45,16 @@ def main() -> None:
     rng = np.random.default_rng(0)
     meter = pyloudnorm.Meter(SAMPLE_RATE, filter_class="DeMan")
     print(f"stereo {SAMPLE_RATE} Hz float32 audio on {device}, {args.threads} threads, median of {args.repeat}")
-    print(f"{'length':>7} {'pyloudnorm':>11} {'ours fwd':>9} {'fwd+bwd':>9} {'true peak':>10} "
-          f"{'pyln/ours':>10} {'fwd+bwd/fwd':>12}")
+    print(
+        f"{'length':>7} {'pyloudnorm':>11} {'ours fwd':>9} {'fwd+bwd':>9} {'true peak':>10} "
+        f"{'pyln/ours':>10} {'fwd+bwd/fwd':>12}"
+    )
     for seconds in (10, 180):
         numpy_audio = (0.1 * rng.standard_normal((seconds * SAMPLE_RATE, 2))).astype(np.float32)
         audio = torch.from_numpy(numpy_audio.T.copy()).to(device)
-        theirs = median_seconds(lambda: meter.integrated_loudness(numpy_audio.astype(np.float64)), args.repeat,
-                                lambda: None)
+        theirs = median_seconds(
+            lambda: meter.integrated_loudness(numpy_audio.astype(np.float64)), args.repeat, lambda: None
+        )
         ours = median_seconds(lambda: integrated_loudness(audio, SAMPLE_RATE), args.repeat, synchronize)
 
         def forward_backward():
@@ -60,8 +63,10 @@ def main() -> None:
 
         both = median_seconds(forward_backward, args.repeat, synchronize)
         peak = median_seconds(lambda: true_peak(audio, SAMPLE_RATE), args.repeat, synchronize)
-        print(f"{seconds:>6}s {theirs * 1e3:>9.1f}ms {ours * 1e3:>7.1f}ms {both * 1e3:>7.1f}ms "
-              f"{peak * 1e3:>8.1f}ms {theirs / ours:>10.2f} {both / ours:>12.2f}")
+        print(
+            f"{seconds:>6}s {theirs * 1e3:>9.1f}ms {ours * 1e3:>7.1f}ms {both * 1e3:>7.1f}ms "
+            f"{peak * 1e3:>8.1f}ms {theirs / ours:>10.2f} {both / ours:>12.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -70,7 +70,7 @@ def excerpt(path: Path, seconds: float, sample_rate: int = 44_100, out: Path | N
     energy = np.concatenate([[0.0], np.cumsum(np.square(data, dtype=np.float64).sum(axis=1))])
     starts = np.arange(0, data.shape[0] - length + 1, rate)
     start = int(starts[np.argmax(energy[starts + length] - energy[starts])])
-    part = data[start:start + length]
+    part = data[start : start + length]
     if rate != sample_rate:
         from scipy.signal import resample_poly
 
@@ -83,8 +83,7 @@ def excerpt(path: Path, seconds: float, sample_rate: int = 44_100, out: Path | N
 
 def tune(path: Path, run_dir: Path, *overrides: str) -> dict:
     """Run train.py on ``path``; return its metrics.json."""
-    command = [sys.executable, "train.py", "data=file", f"data.path={path}", f"hydra.run.dir={run_dir}",
-               *overrides]
+    command = [sys.executable, "train.py", "data=file", f"data.path={path}", f"hydra.run.dir={run_dir}", *overrides]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"train.py failed on {path.name}:\n{done.stderr[-2000:]}")
@@ -101,11 +100,15 @@ def main() -> None:
         clip = excerpt(path, seconds)
         metrics = tune(clip, MUSIC / "runs" / f"{clip.stem}_{time.strftime('%Y%m%d-%H%M%S')}", *overrides)
         out = metrics["output"]
-        print(f"{clip.stem:<28}{out['integrated_lufs']:8.2f}{out['true_peak_dbtp']:8.2f}{out['nmr_db']:8.2f}"
-              f"{metrics['baseline']['nmr_db']:10.2f}{out['drl_db']:8.2f}{metrics['baseline_drl_db']:10.2f}  "
-              f"{metrics['on_target']}")
-    print("NMR and DRL in dB (lower is more transparent); baseline: the best gain + limiter of the grid. The "
-          "established limiters and the perceptual referee: bench/perceptual_study.py, bench/peers.py")
+        print(
+            f"{clip.stem:<28}{out['integrated_lufs']:8.2f}{out['true_peak_dbtp']:8.2f}{out['nmr_db']:8.2f}"
+            f"{metrics['baseline']['nmr_db']:10.2f}{out['drl_db']:8.2f}{metrics['baseline_drl_db']:10.2f}  "
+            f"{metrics['on_target']}"
+        )
+    print(
+        "NMR and DRL in dB (lower is more transparent); baseline: the best gain + limiter of the grid. The "
+        "established limiters and the perceptual referee: bench/perceptual_study.py, bench/peers.py"
+    )
 
 
 if __name__ == "__main__":

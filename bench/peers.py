@@ -107,6 +107,7 @@ Score = Callable[[np.ndarray, np.ndarray], float]
 
 # ---------------------------------------------------------------------------------------------------- measures
 
+
 def to_tensor(audio: np.ndarray) -> torch.Tensor:
     """(C, T) numpy -> float64 torch tensor."""
     return torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float64))
@@ -125,12 +126,15 @@ def plain_drl(reference: np.ndarray, processed: np.ndarray) -> float:
 
 def nmr_score(sample_rate: int) -> Score:
     """Mean over channels of ``drl.nmr_db`` (dB, lower is better) at ``sample_rate``."""
+
     def score(reference: np.ndarray, processed: np.ndarray) -> float:
         return float(drl.nmr_db(to_tensor(reference), to_tensor(processed), sample_rate).mean())
+
     return score
 
 
 # ---------------------------------------------------------------------------------------------------- latency
+
 
 @dataclass(frozen=True)
 class Latency:
@@ -150,7 +154,7 @@ def cross_lag(reference: np.ndarray, response: np.ndarray, max_lag: int) -> tupl
     spectrum = np.conj(np.fft.rfft(reference, size)) * np.fft.rfft(response, size)
     corr = np.fft.irfft(spectrum.sum(axis=0), size)
     lags = np.concatenate([np.arange(0, max_lag + 1), np.arange(-max_lag, 0)])
-    values = np.concatenate([corr[:max_lag + 1], corr[size - max_lag:]])
+    values = np.concatenate([corr[: max_lag + 1], corr[size - max_lag :]])
     best = int(np.argmax(values))
     away = np.abs(values[np.abs(lags - lags[best]) > 3])
     clarity = float(values[best] / away.max()) if away.size and away.max() > 0 else math.inf
@@ -162,7 +166,7 @@ def shift(audio: np.ndarray, lag: int, length: int) -> np.ndarray:
     if lag < 0:
         audio = np.pad(audio, ((0, 0), (-lag, 0)))
         lag = 0
-    out = audio[:, lag:lag + length]
+    out = audio[:, lag : lag + length]
     return np.pad(out, ((0, 0), (0, length - out.shape[1]))) if out.shape[1] < length else out
 
 
@@ -173,6 +177,7 @@ def probe(channels: int, sample_rate: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------------- peers
+
 
 class Peer:
     """A black-box peak processor: ``render`` is the raw processor; ``process`` adds the drive and alignment."""
@@ -195,8 +200,7 @@ class Peer:
         """Input level (dBFS peak) where the peer starts limiting: the drive solver's first guess uses it."""
         return 0.0
 
-    def render(self, audio: np.ndarray, sample_rate: int, setting: Setting,
-               tail: int) -> tuple[np.ndarray, int | None]:
+    def render(self, audio: np.ndarray, sample_rate: int, setting: Setting, tail: int) -> tuple[np.ndarray, int | None]:
         """Raw output (C, T + tail) of ``audio`` (C, T) float32 followed by ``tail`` zeros, and the latency
         the peer reports (samples, None if it reports none)."""
         raise NotImplementedError
@@ -211,8 +215,7 @@ class Peer:
             y, reported = self.render(x, sample_rate, setting, max_lag)
             lag, clarity = cross_lag(x.astype(np.float64), y.astype(np.float64), max_lag)
             if clarity < MIN_CLARITY:
-                raise RuntimeError(f"{self.name} {self.label(setting)}: no clear latency peak "
-                                   f"(clarity {clarity:.2f})")
+                raise RuntimeError(f"{self.name} {self.label(setting)}: no clear latency peak (clarity {clarity:.2f})")
             cache[key] = Latency(lag, reported, clarity)
         return cache[key]
 
@@ -231,13 +234,15 @@ def padded(audio: np.ndarray, tail: int) -> np.ndarray:
 
 # ---- LV2 plugins through bench/lv2host.c
 
+
 def ensure_host() -> Path:
     """Compile bench/lv2host.c into bench/_build/lv2host when missing or older than the source."""
     if HOST_BINARY.exists() and HOST_BINARY.stat().st_mtime >= HOST_SOURCE.stat().st_mtime:
         return HOST_BINARY
     ensure_debian("gcc", "pkg-config", "liblilv-dev", "lv2-dev")
-    flags = subprocess.run(["pkg-config", "--cflags", "--libs", "lilv-0"], capture_output=True, text=True,
-                           check=True).stdout.split()
+    flags = subprocess.run(
+        ["pkg-config", "--cflags", "--libs", "lilv-0"], capture_output=True, text=True, check=True
+    ).stdout.split()
     BUILD.mkdir(parents=True, exist_ok=True)
     command = ["cc", "-O2", "-o", str(HOST_BINARY), str(HOST_SOURCE), *flags, "-lm"]
     done = subprocess.run(command, capture_output=True, text=True)
@@ -246,8 +251,9 @@ def ensure_host() -> Path:
     return HOST_BINARY
 
 
-def lv2_render(uri: str, audio: np.ndarray, sample_rate: int, controls: dict,
-               tail: int) -> tuple[np.ndarray, int | None]:
+def lv2_render(
+    uri: str, audio: np.ndarray, sample_rate: int, controls: dict, tail: int
+) -> tuple[np.ndarray, int | None]:
     """Run ``audio`` (C, T) float32 through the plugin ``uri`` with ``controls`` (symbol -> value) and
     ``tail`` frames of silence; the output (C, T + tail) and the reported latency (None if none)."""
     host = ensure_host()
@@ -255,8 +261,19 @@ def lv2_render(uri: str, audio: np.ndarray, sample_rate: int, controls: dict,
     with tempfile.TemporaryDirectory(prefix="lv2host") as tmp:
         src, dst = Path(tmp) / "in.raw", Path(tmp) / "out.raw"
         np.ascontiguousarray(audio.T, dtype=np.float32).tofile(src)
-        args = [str(host), uri, str(src), str(dst), str(channels), str(int(sample_rate)),
-                "--tail", str(tail), "--block", str(BLOCK), *(f"{k}={v:g}" for k, v in controls.items())]
+        args = [
+            str(host),
+            uri,
+            str(src),
+            str(dst),
+            str(channels),
+            str(int(sample_rate)),
+            "--tail",
+            str(tail),
+            "--block",
+            str(BLOCK),
+            *(f"{k}={v:g}" for k, v in controls.items()),
+        ]
         done = subprocess.run(args, capture_output=True, text=True)
         if done.returncode != 0:
             raise RuntimeError(done.stderr.strip() or f"lv2host exited with {done.returncode}")
@@ -269,8 +286,15 @@ def lv2_render(uri: str, audio: np.ndarray, sample_rate: int, controls: dict,
 class LV2Peer(Peer):
     """An LV2 plugin: ``uris`` by channel count, ``fixed`` controls, and a grid of varied controls."""
 
-    def __init__(self, name: str, package: str, uris: dict[int, str], fixed: dict, grid: list[Setting],
-                 names: dict[str, list[str]] | None = None):
+    def __init__(
+        self,
+        name: str,
+        package: str,
+        uris: dict[int, str],
+        fixed: dict,
+        grid: list[Setting],
+        names: dict[str, list[str]] | None = None,
+    ):
         self.name, self.package, self.uris, self.fixed, self.grid = name, package, uris, fixed, grid
         self.names = names or {}
 
@@ -298,19 +322,41 @@ class LV2Peer(Peer):
         return out[:channels], reported
 
 
-LSP_MODES = ["Herm Thin", "Herm Wide", "Herm Tail", "Herm Duck", "Exp Thin", "Exp Wide", "Exp Tail", "Exp Duck",
-             "Line Thin", "Line Wide", "Line Tail", "Line Duck"]
+LSP_MODES = [
+    "Herm Thin",
+    "Herm Wide",
+    "Herm Tail",
+    "Herm Duck",
+    "Exp Thin",
+    "Exp Wide",
+    "Exp Tail",
+    "Exp Duck",
+    "Line Thin",
+    "Line Wide",
+    "Line Tail",
+    "Line Duck",
+]
 LSP_HALF_X4_3L = 6  # the "ovs" scale point "Half x4(3L)"
 
 
 def lsp() -> LV2Peer:
     """LSP Limiter: 12 modes x release 5 / 20 ms, 4x true-peak sidechain, ALR off, threshold 0 dBFS."""
     base = "http://lsp-plug.in/plugins/lv2/limiter_"
-    fixed = {"enabled": 1, "g_in": 1, "g_out": 1, "th": 1, "alr": 0, "boost": 0, "knee": 1, "lk": 5, "at": 5,
-             "ovs": LSP_HALF_X4_3L, "dith": 0}  # stereo link: its default, 100 %
+    fixed = {
+        "enabled": 1,
+        "g_in": 1,
+        "g_out": 1,
+        "th": 1,
+        "alr": 0,
+        "boost": 0,
+        "knee": 1,
+        "lk": 5,
+        "at": 5,
+        "ovs": LSP_HALF_X4_3L,
+        "dith": 0,
+    }  # stereo link: its default, 100 %
     grid = [{"mode": m, "rt": rt} for rt in (5.0, 20.0) for m in range(12)]
-    return LV2Peer("lsp", "lsp-plugins-lv2", {1: base + "mono", 2: base + "stereo"}, fixed, grid,
-                   {"mode": LSP_MODES})
+    return LV2Peer("lsp", "lsp-plugins-lv2", {1: base + "mono", 2: base + "stereo"}, fixed, grid, {"mode": LSP_MODES})
 
 
 def x42() -> LV2Peer:
@@ -323,8 +369,16 @@ def x42() -> LV2Peer:
 
 def calf() -> LV2Peer:
     """Calf Limiter: limit 0 dBFS, 5 ms lookahead, oversampling x4, release 10 .. 300 ms x ASC off/on."""
-    fixed = {"bypass": 0, "level_in": 1, "level_out": 1, "limit": 1, "attack": 5, "oversampling": 4,
-             "auto_level": 1, "asc_coeff": 0.5}
+    fixed = {
+        "bypass": 0,
+        "level_in": 1,
+        "level_out": 1,
+        "limit": 1,
+        "attack": 5,
+        "oversampling": 4,
+        "auto_level": 1,
+        "asc_coeff": 0.5,
+    }
     grid = [{"release": r, "asc": a} for a in (0, 1) for r in (10.0, 30.0, 100.0, 300.0)]
     return LV2Peer("calf", "calf-plugins", {2: "http://calf.sourceforge.net/plugins/Limiter"}, fixed, grid)
 
@@ -336,6 +390,7 @@ def zam() -> LV2Peer:
 
 
 # ---- matchering's Hyrax
+
 
 def _stub(name: str, **attributes) -> types.ModuleType:
     module = types.ModuleType(name)
@@ -392,6 +447,7 @@ class HyraxPeer(Peer):
 
 # ---- pedalboard
 
+
 class PedalboardLimiter(Peer):
     """pedalboard.Limiter (JUCE dsp::Limiter): compressor + limiter + automatic make-up into a 0 dBFS clip."""
 
@@ -433,13 +489,14 @@ class PedalboardBrickwall(Peer):
 
 # ---- ffmpeg loudnorm
 
+
 def _ffmpeg_json(stderr: str) -> dict:
     """The last JSON object loudnorm printed on stderr."""
     start = stderr.rfind("{")
     end = stderr.rfind("}")
     if start < 0 or end < start:
         raise RuntimeError(f"ffmpeg printed no loudnorm statistics: {stderr.strip()[-300:]}")
-    return json.loads(stderr[start:end + 1])
+    return json.loads(stderr[start : end + 1])
 
 
 class Loudnorm(Peer):
@@ -454,22 +511,39 @@ class Loudnorm(Peer):
     def settings(self) -> list[Setting]:
         return [{"LRA": 11.0}, {"LRA": 50.0}]
 
-    def run(self, audio: np.ndarray, sample_rate: int, lufs: float, ceiling: float,
-            setting: Setting) -> tuple[np.ndarray, str]:
+    def run(
+        self, audio: np.ndarray, sample_rate: int, lufs: float, ceiling: float, setting: Setting
+    ) -> tuple[np.ndarray, str]:
         """Two passes over ``audio`` (C, T): the output (C, T') at ``sample_rate`` and the mode it used."""
         target = f"I={lufs:g}:TP={ceiling:g}:LRA={setting['LRA']:g}"
         with tempfile.TemporaryDirectory(prefix="loudnorm") as tmp:
             src, dst = Path(tmp) / "in.wav", Path(tmp) / "out.wav"
             sf.write(src, np.asarray(audio, dtype=np.float32).T, sample_rate, subtype="FLOAT")
             base = ["ffmpeg", "-hide_banner", "-nostats", "-nostdin", "-y", "-i", str(src)]
-            first = subprocess.run([*base, "-af", f"loudnorm={target}:print_format=json", "-f", "null", "-"],
-                                   capture_output=True, text=True)
+            first = subprocess.run(
+                [*base, "-af", f"loudnorm={target}:print_format=json", "-f", "null", "-"],
+                capture_output=True,
+                text=True,
+            )
             m = _ffmpeg_json(first.stderr)
-            measured = (f"measured_I={m['input_i']}:measured_TP={m['input_tp']}:measured_LRA={m['input_lra']}:"
-                        f"measured_thresh={m['input_thresh']}:offset={m['target_offset']}")
-            second = subprocess.run([*base, "-af", f"loudnorm={target}:{measured}:linear=true:print_format=json",
-                                     "-ar", str(sample_rate), "-c:a", "pcm_f32le", str(dst)],
-                                    capture_output=True, text=True)
+            measured = (
+                f"measured_I={m['input_i']}:measured_TP={m['input_tp']}:measured_LRA={m['input_lra']}:"
+                f"measured_thresh={m['input_thresh']}:offset={m['target_offset']}"
+            )
+            second = subprocess.run(
+                [
+                    *base,
+                    "-af",
+                    f"loudnorm={target}:{measured}:linear=true:print_format=json",
+                    "-ar",
+                    str(sample_rate),
+                    "-c:a",
+                    "pcm_f32le",
+                    str(dst),
+                ],
+                capture_output=True,
+                text=True,
+            )
             if second.returncode != 0:
                 raise RuntimeError(f"ffmpeg loudnorm failed: {second.stderr.strip()[-300:]}")
             mode = _ffmpeg_json(second.stderr).get("normalization_type", "?")
@@ -481,12 +555,19 @@ class Loudnorm(Peer):
 
 
 PEERS: dict[str, Callable[[], Peer]] = {
-    "lsp": lsp, "x42": x42, "calf": calf, "zam": zam, "hyrax": HyraxPeer, "pb-limiter": PedalboardLimiter,
-    "pb-brickwall": PedalboardBrickwall, "loudnorm": Loudnorm,
+    "lsp": lsp,
+    "x42": x42,
+    "calf": calf,
+    "zam": zam,
+    "hyrax": HyraxPeer,
+    "pb-limiter": PedalboardLimiter,
+    "pb-brickwall": PedalboardBrickwall,
+    "loudnorm": Loudnorm,
 }
 
 
 # ---------------------------------------------------------------------------------------------------- targeting
+
 
 @dataclass
 class TargetResult:
@@ -571,8 +652,9 @@ def _check_target(lufs: float, ceiling: float) -> None:
         raise ValueError(f"target {lufs} LUFS / {ceiling} dBTP: need a finite ceiling <= 0 and lufs < ceiling")
 
 
-def _finish(point: _Point, lufs: float, ceiling: float, tol: float, sample_rate: int,
-            verify: bool) -> tuple[np.ndarray, float, float]:
+def _finish(
+    point: _Point, lufs: float, ceiling: float, tol: float, sample_rate: int, verify: bool
+) -> tuple[np.ndarray, float, float]:
     """Output gain: the loudness on ``lufs``, or the true peak on the ceiling when that would exceed it."""
     gain = lufs - point.lufs if point.excess >= -tol else ceiling - point.true_peak
     audio = point.audio * 10 ** (gain / 20)
@@ -581,9 +663,19 @@ def _finish(point: _Point, lufs: float, ceiling: float, tol: float, sample_rate:
     return audio, point.lufs + gain, point.true_peak + gain
 
 
-def drive_to_target(peer: Peer, audio: np.ndarray, sample_rate: int, lufs: float, ceiling_dbtp: float,
-                    setting: Setting, tol_lu: float = TOL_LU, *, start_db: float | None = None,
-                    verify: bool = True, input_level: tuple[float, float] | None = None) -> TargetResult:
+def drive_to_target(
+    peer: Peer,
+    audio: np.ndarray,
+    sample_rate: int,
+    lufs: float,
+    ceiling_dbtp: float,
+    setting: Setting,
+    tol_lu: float = TOL_LU,
+    *,
+    start_db: float | None = None,
+    verify: bool = True,
+    input_level: tuple[float, float] | None = None,
+) -> TargetResult:
     """``peer`` at ``setting`` driven so that its output (C, T) has ``lufs`` LUFS with its true peak on
     ``ceiling_dbtp`` (see the module docstring). ``start_db``: a first guess of the drive (dB), e.g. another
     setting's; ``verify``: re-measure the final output rather than predict it from the gain; ``input_level``:
@@ -625,14 +717,39 @@ def drive_to_target(peer: Peer, audio: np.ndarray, sample_rate: int, lufs: float
     point = best[0]
     out, level, peak = _finish(point, lufs, ceiling_dbtp, tol_lu, sample_rate, verify)
     on_target = abs(level - lufs) <= tol_lu and peak <= ceiling_dbtp + tol_lu
-    note = "" if on_target else (f"off target: peak-to-loudness {point.excess + want:.2f} dB at best "
-                                 f"(target {want:.2f}) within drives {lo:+.1f}..{hi:+.1f} dB")
-    return TargetResult(out, level, peak, dict(setting), point.drive_db, len(points),
-                        time.perf_counter() - start, on_target, latency, note, label=peer.label(setting))
+    note = (
+        ""
+        if on_target
+        else (
+            f"off target: peak-to-loudness {point.excess + want:.2f} dB at best "
+            f"(target {want:.2f}) within drives {lo:+.1f}..{hi:+.1f} dB"
+        )
+    )
+    return TargetResult(
+        out,
+        level,
+        peak,
+        dict(setting),
+        point.drive_db,
+        len(points),
+        time.perf_counter() - start,
+        on_target,
+        latency,
+        note,
+        label=peer.label(setting),
+    )
 
 
-def _self_targeted(peer: Peer, audio: np.ndarray, sample_rate: int, lufs: float, ceiling: float,
-                   setting: Setting, tol: float, start: float) -> TargetResult:
+def _self_targeted(
+    peer: Peer,
+    audio: np.ndarray,
+    sample_rate: int,
+    lufs: float,
+    ceiling: float,
+    setting: Setting,
+    tol: float,
+    start: float,
+) -> TargetResult:
     """A peer that takes the target itself (loudnorm): aligned on its own output, reported as it lands."""
     out, mode = peer.run(audio, sample_rate, lufs, ceiling, setting)
     if out.shape[0] != audio.shape[0]:
@@ -642,18 +759,49 @@ def _self_targeted(peer: Peer, audio: np.ndarray, sample_rate: int, lufs: float,
     level, peak = measure(out, sample_rate)
     on_target = abs(level - lufs) <= tol and peak <= ceiling + tol
     note = f"{mode} mode" + ("" if on_target else f"; off target by {level - lufs:+.2f} LU, TP {peak:+.2f}")
-    return TargetResult(out, level, peak, dict(setting), 0.0, 2, time.perf_counter() - start, on_target,
-                        Latency(lag, None, clarity), note, label=peer.label(setting))
+    return TargetResult(
+        out,
+        level,
+        peak,
+        dict(setting),
+        0.0,
+        2,
+        time.perf_counter() - start,
+        on_target,
+        Latency(lag, None, clarity),
+        note,
+        label=peer.label(setting),
+    )
 
 
 def _failed(peer: Peer, setting: Setting, error: Exception, start: float) -> TargetResult:
-    return TargetResult(None, math.nan, math.nan, dict(setting), math.nan, 0, time.perf_counter() - start,
-                        False, None, f"failed: {error}", math.inf, peer.label(setting))
+    return TargetResult(
+        None,
+        math.nan,
+        math.nan,
+        dict(setting),
+        math.nan,
+        0,
+        time.perf_counter() - start,
+        False,
+        None,
+        f"failed: {error}",
+        math.inf,
+        peer.label(setting),
+    )
 
 
-def search(peer: Peer, audio: np.ndarray, sample_rate: int, lufs: float, ceiling_dbtp: float,
-           score: Score = plain_drl, *, tol_lu: float = TOL_LU, log: Callable[[str], None] | None = None
-           ) -> list[TargetResult]:
+def search(
+    peer: Peer,
+    audio: np.ndarray,
+    sample_rate: int,
+    lufs: float,
+    ceiling_dbtp: float,
+    score: Score = plain_drl,
+    *,
+    tol_lu: float = TOL_LU,
+    log: Callable[[str], None] | None = None,
+) -> list[TargetResult]:
     """Every setting of ``peer`` driven to the target and scored by ``score(reference, output)`` (lower is
     better), best first (on-target results before the others). Only the best keeps its audio, re-measured."""
     input_level = measure(audio, sample_rate)
@@ -663,8 +811,18 @@ def search(peer: Peer, audio: np.ndarray, sample_rate: int, lufs: float, ceiling
         start = time.perf_counter()
         try:
             guess = None if above is None else above + peer.threshold_db(setting)
-            result = drive_to_target(peer, audio, sample_rate, lufs, ceiling_dbtp, setting, tol_lu,
-                                     start_db=guess, verify=False, input_level=input_level)
+            result = drive_to_target(
+                peer,
+                audio,
+                sample_rate,
+                lufs,
+                ceiling_dbtp,
+                setting,
+                tol_lu,
+                start_db=guess,
+                verify=False,
+                input_level=input_level,
+            )
             result.score = score(audio, result.audio)
             result.seconds = time.perf_counter() - start
             if result.on_target and not peer.self_targeting:
@@ -672,9 +830,11 @@ def search(peer: Peer, audio: np.ndarray, sample_rate: int, lufs: float, ceiling
         except (RuntimeError, ValueError) as error:
             result = _failed(peer, setting, error, start)
         if log:
-            log(f"  {peer.name:12s} {result.label:24s} drive {result.drive_db:+7.2f} dB  LUFS {result.lufs:7.2f}  "
+            log(
+                f"  {peer.name:12s} {result.label:24s} drive {result.drive_db:+7.2f} dB  LUFS {result.lufs:7.2f}  "
                 f"dBTP {result.true_peak_dbtp:+6.2f}  score {result.score:8.3f}  renders {result.renders:2d}  "
-                f"{result.seconds:5.1f} s {result.note}")
+                f"{result.seconds:5.1f} s {result.note}"
+            )
         results.append(result)
         _keep_best_audio(results, lufs)
     results.sort(key=lambda r: _order(r, lufs))
@@ -702,6 +862,7 @@ def _keep_best_audio(results: list[TargetResult], lufs: float) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- CLI
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line on stderr, exit code 2
@@ -737,21 +898,42 @@ def _haaqi_scorer(enabled: bool):
         return None
 
 
-def _entry(result: TargetResult, results: list[TargetResult], plain: float, score_name: str,
-           haaqi: float | None) -> dict:
+def _entry(
+    result: TargetResult, results: list[TargetResult], plain: float, score_name: str, haaqi: float | None
+) -> dict:
     latency = result.latency_samples
     return {
-        "setting": result.setting, "label": result.label, "drive_db": result.drive_db, "lufs": result.lufs,
-        "true_peak_dbtp": result.true_peak_dbtp, "drl_db": plain, "score": result.score, "score_name": score_name,
-        "haaqi": haaqi, "on_target": result.on_target, "note": result.note,
+        "setting": result.setting,
+        "label": result.label,
+        "drive_db": result.drive_db,
+        "lufs": result.lufs,
+        "true_peak_dbtp": result.true_peak_dbtp,
+        "drl_db": plain,
+        "score": result.score,
+        "score_name": score_name,
+        "haaqi": haaqi,
+        "on_target": result.on_target,
+        "note": result.note,
         "latency_measured": latency.measured if latency else None,
         "latency_reported": latency.reported if latency else None,
-        "seconds": sum(r.seconds for r in results), "renders": sum(r.renders for r in results),
-        "grid": [{"label": r.label, "drive_db": r.drive_db, "lufs": r.lufs, "true_peak_dbtp": r.true_peak_dbtp,
-                  "score": r.score, "on_target": r.on_target, "renders": r.renders, "seconds": r.seconds,
-                  "latency_measured": r.latency_samples.measured if r.latency_samples else None,
-                  "latency_reported": r.latency_samples.reported if r.latency_samples else None,
-                  "note": r.note} for r in results],
+        "seconds": sum(r.seconds for r in results),
+        "renders": sum(r.renders for r in results),
+        "grid": [
+            {
+                "label": r.label,
+                "drive_db": r.drive_db,
+                "lufs": r.lufs,
+                "true_peak_dbtp": r.true_peak_dbtp,
+                "score": r.score,
+                "on_target": r.on_target,
+                "renders": r.renders,
+                "seconds": r.seconds,
+                "latency_measured": r.latency_samples.measured if r.latency_samples else None,
+                "latency_reported": r.latency_samples.reported if r.latency_samples else None,
+                "note": r.note,
+            }
+            for r in results
+        ],
     }
 
 
@@ -784,11 +966,19 @@ def _fmt(value, spec: str) -> str:
 
 def _table(report: dict) -> str:
     """The printed summary: one line per peer."""
-    lines = [f"{'peer':13s} {'best setting':32s} {'LUFS':>7s} {'dBTP':>6s} {'DRL':>7s} {'score':>7s} "
-             f"{'HAAQI':>6s} {'s':>6s}  on target"]
+    lines = [
+        f"{'peer':13s} {'best setting':32s} {'LUFS':>7s} {'dBTP':>6s} {'DRL':>7s} {'score':>7s} "
+        f"{'HAAQI':>6s} {'s':>6s}  on target"
+    ]
     for name, e in report.items():
-        cells = [_fmt(e["lufs"], "7.2f"), _fmt(e["true_peak_dbtp"], "+6.2f"), _fmt(e["drl_db"], "7.2f"),
-                 _fmt(e["score"], "7.2f"), _fmt(e["haaqi"], "6.3f").rjust(6), f"{e['seconds']:6.1f}"]
+        cells = [
+            _fmt(e["lufs"], "7.2f"),
+            _fmt(e["true_peak_dbtp"], "+6.2f"),
+            _fmt(e["drl_db"], "7.2f"),
+            _fmt(e["score"], "7.2f"),
+            _fmt(e["haaqi"], "6.3f").rjust(6),
+            f"{e['seconds']:6.1f}",
+        ]
         verdict = "yes" if e["on_target"] else "NO: " + e["note"]
         lines.append(f"{name:13s} {e['label'][:32]:32s} {' '.join(cells)}  {verdict}")
     return "\n".join(lines)
@@ -832,8 +1022,9 @@ def main(argv: list[str] | None = None) -> int:
         peer = PEERS[name]()
         peer.setup()
         print(f"{name}: {len(peer.settings())} settings", file=sys.stderr)
-        results = search(peer, audio, rate, args.lufs, args.ceiling, score,
-                         log=lambda line: print(line, file=sys.stderr))
+        results = search(
+            peer, audio, rate, args.lufs, args.ceiling, score, log=lambda line: print(line, file=sys.stderr)
+        )
         best = results[0]
         plain = plain_drl(audio, best.audio) if best.audio is not None else math.nan
         quality = haaqi(audio, best.audio, rate) if haaqi and best.audio is not None else None

@@ -62,8 +62,10 @@ TRACKS = {
     "drascula5": ("drascula-music", "usr/share/scummvm/drascula/audio/track5.ogg"),
     "drascula1": ("drascula-music", "usr/share/scummvm/drascula/audio/track1.ogg"),
     "wz-original1": ("warzone2100-music", "usr/share/games/warzone2100/music/albums/original_soundtrack/track1.opus"),
-    "wz-aftermath27": ("warzone2100-music",
-                       "usr/share/games/warzone2100/music/albums/aftermath_soundtrack/track27.opus"),
+    "wz-aftermath27": (
+        "warzone2100-music",
+        "usr/share/games/warzone2100/music/albums/aftermath_soundtrack/track27.opus",
+    ),
     "hr-desert": ("hyperrogue-music", "usr/share/hyperrogue/music/hr3-desert.ogg"),
     "wz-legacy8": ("warzone2100-music", "usr/share/games/warzone2100/music/albums/legacy_soundtrack/track8.opus"),
 }
@@ -116,16 +118,24 @@ class Waveshaper(peers.Peer):
 CLIPPERS = (Waveshaper("hard-clip", lambda x: np.clip(x, -1.0, 1.0)), Waveshaper("tanh", np.tanh))
 
 
-def _limiter_chain(audio: torch.Tensor, target: Target, release_ms: float, slow_release_ms=None,
-                   compressor: bool = False) -> Chain:
+def _limiter_chain(
+    audio: torch.Tensor, target: Target, release_ms: float, slow_release_ms=None, compressor: bool = False
+) -> Chain:
     gain_db = Gain.spec_of("gain_db").clamp(target.lufs - float(drl.integrated_loudness(audio, RATE)))
     stages = {"gain": Gain(RATE, gain_db=gain_db)}
     if compressor:
         threshold = level_statistics(audio * 10 ** (stages["gain"].values()["gain_db"] / 20), RATE).rms_p90_dbfs
-        stages["compressor"] = Compressor(RATE, threshold_db=min(max(threshold, -60.0), 0.0), ratio=2.0, knee_db=6.0,
-                                          attack_ms=10.0, release_ms=150.0)
-    stages["limiter"] = Limiter(RATE, ceiling_db=target.ceiling_dbtp, release_ms=release_ms, lookahead_ms=5.0,
-                                true_peak=True, slow_release_ms=slow_release_ms)
+        stages["compressor"] = Compressor(
+            RATE, threshold_db=min(max(threshold, -60.0), 0.0), ratio=2.0, knee_db=6.0, attack_ms=10.0, release_ms=150.0
+        )
+    stages["limiter"] = Limiter(
+        RATE,
+        ceiling_db=target.ceiling_dbtp,
+        release_ms=release_ms,
+        lookahead_ms=5.0,
+        true_peak=True,
+        slow_release_ms=slow_release_ms,
+    )
     return Chain(stages).double()
 
 
@@ -151,11 +161,17 @@ def render_case(label: str, lufs: float, ceiling: float, skip_peers: bool, skip_
     def done(name: str, out: np.ndarray, info: dict) -> None:
         write(folder / f"{name}.wav", out)
         level, peak = peers.measure(out, RATE)
-        manifest[name] = {**info, "lufs": level, "true_peak_dbtp": peak,
-                          "on_target": abs(level - lufs) <= peers.TOL_LU and peak <= ceiling + peers.TOL_LU}
+        manifest[name] = {
+            **info,
+            "lufs": level,
+            "true_peak_dbtp": peak,
+            "on_target": abs(level - lufs) <= peers.TOL_LU and peak <= ceiling + peers.TOL_LU,
+        }
         manifest_path.write_text(json.dumps(manifest, indent=1))
-        print(f"  {label} {lufs:g}: {name:18s} LUFS {level:7.2f} dBTP {peak:6.2f}  {info.get('seconds', 0):6.1f} s",
-              flush=True)
+        print(
+            f"  {label} {lufs:g}: {name:18s} LUFS {level:7.2f} dBTP {peak:6.2f}  {info.get('seconds', 0):6.1f} s",
+            flush=True,
+        )
 
     for peer in CLIPPERS:
         if peer.name not in manifest:
@@ -176,8 +192,14 @@ def render_case(label: str, lufs: float, ceiling: float, skip_peers: bool, skip_
                 clock = time.perf_counter()
                 run = folder / "runs" / name
                 # the input is conditioned already where the job would condition it (excerpt_path)
-                metrics = music.tune(source, run, f"target.lufs={lufs}", f"target.ceiling_dbtp={ceiling}",
-                                     "subsonic.mode=off", *overrides)
+                metrics = music.tune(
+                    source,
+                    run,
+                    f"target.lufs={lufs}",
+                    f"target.ceiling_dbtp={ceiling}",
+                    "subsonic.mode=off",
+                    *overrides,
+                )
                 out = read(run / "processed" / f"{source.stem}.wav")
                 done(name, out, {"selected": metrics.get("selected"), "seconds": time.perf_counter() - clock})
     if not skip_peers:
@@ -197,9 +219,17 @@ def render_case(label: str, lufs: float, ceiling: float, skip_peers: bool, skip_
                 if best is None or value > best[0]:
                     best = (value, result)
             result = best[1]
-            done(name, result.audio, {"setting": result.label, "drive_db": result.drive_db,
-                                      "searched": len(ranked), "seconds": time.perf_counter() - clock,
-                                      "peer_on_target": result.on_target})
+            done(
+                name,
+                result.audio,
+                {
+                    "setting": result.label,
+                    "drive_db": result.drive_db,
+                    "searched": len(ranked),
+                    "seconds": time.perf_counter() - clock,
+                    "peer_on_target": result.on_target,
+                },
+            )
 
 
 def frame_score(reference: np.ndarray, output: np.ndarray) -> float:
@@ -217,8 +247,7 @@ def measures(reference: np.ndarray, output: np.ndarray) -> dict[str, float]:
         out[key] = float(value)
     out["bands_objective_db"] = out.pop("objective_drl_db")
     transparent = LossWeights(drl=0.25, bands={"200_2000": 0.25}, frame=0.5)
-    out["transparent_objective_db"] = float(transparent.objective_drl_db(distortion_measures(x, y, RATE,
-                                                                                             transparent)))
+    out["transparent_objective_db"] = float(transparent.objective_drl_db(distortion_measures(x, y, RATE, transparent)))
     for name, fn in candidate_measures().items():
         out[name] = float(fn(x, y))
     return out
@@ -277,8 +306,14 @@ def kendall_tau(referee: list[float], measure: list[float], tie: float = TIE) ->
 
 
 #: The measures the report shows (scores.json holds more: every band of the default bands).
-MEASURES = ("drl_db", "band_drl_db/200_2000", "frame_drl_db", "bands_objective_db", "transparent_objective_db",
-            "nmr_db")
+MEASURES = (
+    "drl_db",
+    "band_drl_db/200_2000",
+    "frame_drl_db",
+    "bands_objective_db",
+    "transparent_objective_db",
+    "nmr_db",
+)
 
 
 def agreement(scores: dict, names=MEASURES) -> str:
@@ -298,11 +333,16 @@ def agreement(scores: dict, names=MEASURES) -> str:
             row.append(f"{taus[name][-1]:.2f}")
         lines.append(f"| {case} | {len(kept)} | {spreads[-1]:.3f} | " + " | ".join(row) + " |")
     wide = [spread >= DISCRIMINATES for spread in spreads]
-    for label, summary, chosen in (("mean", statistics.fmean, None), ("lowest", min, None),
-                                   (f"mean, spread >= {DISCRIMINATES:g}", statistics.fmean, wide),
-                                   (f"lowest, spread >= {DISCRIMINATES:g}", min, wide)):
+    for label, summary, chosen in (
+        ("mean", statistics.fmean, None),
+        ("lowest", min, None),
+        (f"mean, spread >= {DISCRIMINATES:g}", statistics.fmean, wide),
+        (f"lowest, spread >= {DISCRIMINATES:g}", min, wide),
+    ):
+
         def kept_taus(name):
             return [t for i, t in enumerate(taus[name]) if not math.isnan(t) and (chosen is None or chosen[i])]
+
         lines.append(f"| {label} | | | " + " | ".join(f"{summary(kept_taus(n)):.2f}" for n in names) + " |")
     return "\n".join(lines)
 
@@ -326,8 +366,9 @@ def clear_pairs(scores: dict, names=MEASURES) -> str:
     for group in [*targets, "all"]:
         total = counts[names[0], group][1]
         label = f"{group} LUFS ({total})" if group != "all" else f"all ({total})"
-        lines.append(f"| {label} | " + " | ".join(f"{100 * counts[n, group][0] / max(total, 1):.0f} %"
-                                                   for n in names) + " |")
+        lines.append(
+            f"| {label} | " + " | ".join(f"{100 * counts[n, group][0] / max(total, 1):.0f} %" for n in names) + " |"
+        )
     return "\n".join(lines)
 
 
@@ -335,8 +376,7 @@ def details(scores: dict, names=MEASURES) -> str:
     """Every output of every case, best HAAQI first, with each measure, Markdown."""
     lines = []
     for case, entries in scores.items():
-        lines += [f"**{case}**", "", "| output | HAAQI | " + " | ".join(names) + " |",
-                  "|---" * (len(names) + 2) + "|"]
+        lines += [f"**{case}**", "", "| output | HAAQI | " + " | ".join(names) + " |", "|---" * (len(names) + 2) + "|"]
         for name, v in sorted(entries.items(), key=lambda kv: -kv[1]["haaqi"]):
             mark = "" if v.get("on_target") else " (off target)"
             lines.append(f"| {name}{mark} | {v['haaqi']:.3f} | " + " | ".join(f"{v[m]:.2f}" for m in names) + " |")
@@ -346,16 +386,21 @@ def details(scores: dict, names=MEASURES) -> str:
 
 def against_peers(scores: dict) -> str:
     """The tuned job (default loss) against the best established limiter on target, per case, Markdown."""
-    lines = ["| track | target | tuned: HAAQI | plain DRL | NMR | best peer on target | HAAQI | plain DRL | NMR | "
-             "margin | `loss=plain`: HAAQI |", "|---" * 11 + "|"]
+    lines = [
+        "| track | target | tuned: HAAQI | plain DRL | NMR | best peer on target | HAAQI | plain DRL | NMR | "
+        "margin | `loss=plain`: HAAQI |",
+        "|---" * 11 + "|",
+    ]
     for case, entries in scores.items():
         label, lufs = case.split()
         tuned = entries["tuned"]
         on_target = {k: v for k, v in entries.items() if k in PEERS and v.get("on_target")}
         name, best = max(on_target.items(), key=lambda kv: kv[1]["haaqi"])
-        lines.append(f"| {label} | {lufs} | **{tuned['haaqi']:.3f}** | {tuned['drl_db']:.2f} | {tuned['nmr_db']:.2f} "
-                     f"| {name} | {best['haaqi']:.3f} | {best['drl_db']:.2f} | {best['nmr_db']:.2f} | "
-                     f"{tuned['haaqi'] - best['haaqi']:+.3f} | {entries['tuned-plain']['haaqi']:.3f} |")
+        lines.append(
+            f"| {label} | {lufs} | **{tuned['haaqi']:.3f}** | {tuned['drl_db']:.2f} | {tuned['nmr_db']:.2f} "
+            f"| {name} | {best['haaqi']:.3f} | {best['drl_db']:.2f} | {best['nmr_db']:.2f} | "
+            f"{tuned['haaqi'] - best['haaqi']:+.3f} | {entries['tuned-plain']['haaqi']:.3f} |"
+        )
     return "\n".join(lines)
 
 
@@ -367,9 +412,13 @@ def main() -> None:
     parser.add_argument("--stages", default="render,score,report")
     parser.add_argument("--skip-peers", action="store_true")
     parser.add_argument("--skip-tuned", action="store_true")
-    parser.add_argument("--select", choices=("drl", "frame", "nmr"), default="frame",
-                        help="the measure that ranks each peer's settings before HAAQI scores the best "
-                             f"{HAAQI_CANDIDATES}: plain, frame-wise (50 ms) DRL or the NMR")
+    parser.add_argument(
+        "--select",
+        choices=("drl", "frame", "nmr"),
+        default="frame",
+        help="the measure that ranks each peer's settings before HAAQI scores the best "
+        f"{HAAQI_CANDIDATES}: plain, frame-wise (50 ms) DRL or the NMR",
+    )
     args = parser.parse_args()
     labels = [t for t in args.tracks.split(",") if t]
     unknown = [t for t in labels if t not in TRACKS]

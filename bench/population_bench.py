@@ -32,8 +32,17 @@ RUNS = perceptual_study.STUDY / "population"
 def tune(path: Path, run_dir: Path, overrides: list[str]) -> tuple[dict, float]:
     """One train.py process on ``path``: its metrics.json and its wall-clock seconds."""
     shutil.rmtree(run_dir, ignore_errors=True)
-    command = [sys.executable, "train.py", "data=file", f"data.path={path}", f"hydra.run.dir={run_dir}",
-               "subsonic.mode=off", "logger=csv", "~callbacks.media", *overrides]
+    command = [
+        sys.executable,
+        "train.py",
+        "data=file",
+        f"data.path={path}",
+        f"hydra.run.dir={run_dir}",
+        "subsonic.mode=off",
+        "logger=csv",
+        "~callbacks.media",
+        *overrides,
+    ]
     began = time.perf_counter()
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     seconds = time.perf_counter() - began
@@ -57,8 +66,10 @@ def main() -> None:
         import haaqi
 
     print(f"target {args.lufs:g} LUFS; objective and DRL in dB at the target (lower is better)")
-    print(f"{'track':<16}{'search':<12}{'objective':>10}{'DRL':>8}{'HAAQI':>7}{'on target':>10}{'seconds':>9}"
-          f"{'x one start':>12}")
+    print(
+        f"{'track':<16}{'search':<12}{'objective':>10}{'DRL':>8}{'HAAQI':>7}{'on target':>10}{'seconds':>9}"
+        f"{'x one start':>12}"
+    )
     for label in labels:
         path = perceptual_study.excerpt_path(label)
         runs = [("one start", [])] + [(f"P = {p}", ["search=population", f"search.size={p}"]) for p in args.sizes]
@@ -73,8 +84,11 @@ def main() -> None:
                 output = perceptual_study.read(run_dir / "processed" / f"{path.stem}.wav")
                 score = f"{haaqi.score(reference, output, perceptual_study.RATE):.3f}"
             out = metrics["output"]
-            print(f"{label:<16}{name:<12}{out['objective_drl_db']:10.2f}{out['drl_db']:8.2f}{score:>7}"
-                  f"{str(metrics['on_target']):>10}{seconds:9.1f}{seconds / single_s:11.1f}x", flush=True)
+            print(
+                f"{label:<16}{name:<12}{out['objective_drl_db']:10.2f}{out['drl_db']:8.2f}{score:>7}"
+                f"{str(metrics['on_target']):>10}{seconds:9.1f}{seconds / single_s:11.1f}x",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -134,18 +134,24 @@ def main() -> None:
     cases = [("cpu", 1, s) for s in args.seconds]
     if torch.cuda.is_available() and not args.no_cuda:
         cases.append(("cuda", 64, 10.0))
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU thread(s); forward + backward, best of "
-          f"{args.repeats} alternating rounds (numba compilation excluded)")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} CPU thread(s); forward + backward, best of "
+        f"{args.repeats} alternating rounds (numba compilation excluded)"
+    )
     print("speed-up = torchcomp time / ours (> 1: ours faster): of the best times, and the median of the rounds")
     print(f"{'processor':<12}{'case':<20}{'ours (ms)':>11}{'torchcomp (ms)':>16}{'speed-up':>10}{'median':>8}")
     for device, batch, seconds in cases:
         x = music_like(batch, seconds, device)
         label = f"{device} {batch}x2x{seconds:g} s"
-        for name, ours, theirs in (("compressor", ours_compressor, torchcomp_compressor),
-                                   ("limiter", ours_limiter, torchcomp_limiter)):
+        for name, ours, theirs in (
+            ("compressor", ours_compressor, torchcomp_compressor),
+            ("limiter", ours_limiter, torchcomp_limiter),
+        ):
             t_ours, t_theirs, median = timed_pair(ours(x), theirs(x), device, args.repeats)
-            print(f"{name:<12}{label:<20}{t_ours * 1e3:>11.1f}{t_theirs * 1e3:>16.1f}{t_theirs / t_ours:>9.1f}x"
-                  f"{median:>7.1f}x")
+            print(
+                f"{name:<12}{label:<20}{t_ours * 1e3:>11.1f}{t_theirs * 1e3:>16.1f}{t_theirs / t_ours:>9.1f}x"
+                f"{median:>7.1f}x"
+            )
 
 
 if __name__ == "__main__":

@@ -50,19 +50,28 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="training steps of every job")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run (e.g. trainer=gpu)")
     args = parser.parse_args()
-    common = [f"trainer.max_steps={args.steps}", f"data.batches_per_epoch={args.steps}", "logger=csv",
-              "~callbacks.media", "baseline.release_ms=[1.0,10.0]", "baseline.lookahead_ms=[5.0]",
-              *args.overrides]
+    common = [
+        f"trainer.max_steps={args.steps}",
+        f"data.batches_per_epoch={args.steps}",
+        "logger=csv",
+        "~callbacks.media",
+        "baseline.release_ms=[1.0,10.0]",
+        "baseline.lookahead_ms=[5.0]",
+        *args.overrides,
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         (tmp / "tracks").mkdir()
         paths = make_tracks(tmp / "tracks", args.tracks, args.seconds)
-        print(f"{args.tracks} tracks of {args.seconds:g} s stereo 44.1 kHz, {args.steps} steps per job, "
-              f"overrides: {' '.join(args.overrides) or '-'}")
+        print(
+            f"{args.tracks} tracks of {args.seconds:g} s stereo 44.1 kHz, {args.steps} steps per job, "
+            f"overrides: {' '.join(args.overrides) or '-'}"
+        )
         batched = timed(["data=folder", f"data.dir={tmp / 'tracks'}", *common, f"hydra.run.dir={tmp / 'batch'}"])
         print(f"per-track batch, one job : {batched:8.1f} s")
-        separate = sum(timed(["data=file", f"data.path={path}", *common, f"hydra.run.dir={tmp / path.stem}"])
-                       for path in paths)
+        separate = sum(
+            timed(["data=file", f"data.path={path}", *common, f"hydra.run.dir={tmp / path.stem}"]) for path in paths
+        )
         print(f"{args.tracks} separate jobs        : {separate:8.1f} s")
         print(f"ratio separate / batched : {separate / batched:8.2f}x")
 

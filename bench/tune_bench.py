@@ -37,9 +37,14 @@ def step_ratio(rate: int = 44100, crops: int = 4, crop_s: float = 2.0) -> None:
 
     gen = torch.Generator().manual_seed(0)
     x = 0.3 * torch.randn(crops, 2, int(crop_s * rate), generator=gen)
-    chain = Chain({"gain": Gain(rate, gain_db=6.0), "compressor": Compressor(rate, threshold_db=-12.0, ratio=2.0),
-                   "saturator": Saturator(rate, drive_db=0.0, mix=0.3, unity_gain=True),
-                   "limiter": Limiter(rate, ceiling_db=-1.0, release_ms=10.0, lookahead_ms=1.0, true_peak=True)})
+    chain = Chain(
+        {
+            "gain": Gain(rate, gain_db=6.0),
+            "compressor": Compressor(rate, threshold_db=-12.0, ratio=2.0),
+            "saturator": Saturator(rate, drive_db=0.0, mix=0.3, unity_gain=True),
+            "limiter": Limiter(rate, ceiling_db=-1.0, release_ms=10.0, lookahead_ms=1.0, true_peak=True),
+        }
+    )
     objective = Objective(rate, Target(-14.0, -1.0), LossWeights(), input_lufs=-20.0)
 
     def ours():
@@ -61,16 +66,19 @@ def step_ratio(rate: int = 44100, crops: int = 4, crop_s: float = 2.0) -> None:
         for p in params.values():
             p.grad = None
         rms = flat.square().clamp_min(1e-10)
-        g = compexp_gain(rms, params["ct"], params["cr"], torch.tensor(-1000.0), torch.tensor(0.5),
-                         params["at"], params["rt"])
+        g = compexp_gain(
+            rms, params["ct"], params["cr"], torch.tensor(-1000.0), torch.tensor(0.5), params["at"], params["rt"]
+        )
         y = flat * g
         lg = limiter_gain(y, params["lt"], params["at"], params["rt"])
         (y * lg).square().mean().backward()
 
     anchor_s = best_of(anchor)
-    print(f"one step ({crops} x {crop_s:g} s stereo, forward + backward): ours {ours_s * 1e3:.0f} ms "
-          f"(chain of 4 + DRL/loudness/true-peak objective), torchcomp compressor + limiter "
-          f"{anchor_s * 1e3:.0f} ms, ratio {ours_s / anchor_s:.2f}")
+    print(
+        f"one step ({crops} x {crop_s:g} s stereo, forward + backward): ours {ours_s * 1e3:.0f} ms "
+        f"(chain of 4 + DRL/loudness/true-peak objective), torchcomp compressor + limiter "
+        f"{anchor_s * 1e3:.0f} ms, ratio {ours_s / anchor_s:.2f}"
+    )
 
 
 def main() -> None:
@@ -103,13 +111,17 @@ def main() -> None:
     metrics = json.loads((run_dir / "metrics.json").read_text())
     timing = metrics["timing_s"]
     print(f"track: {label}; torch threads {torch.get_num_threads()}")
-    print(f"fit: {timing['fit']:.1f} s for {metrics['steps']} steps ({timing['fit'] / max(metrics['steps'], 1):.2f} s"
-          f"/step, incl. validations and the final solve {timing['final_solve']:.1f} s); goal {GOAL_S:.0f} s, "
-          f"ratio {timing['fit'] / GOAL_S:.2f}")
+    print(
+        f"fit: {timing['fit']:.1f} s for {metrics['steps']} steps ({timing['fit'] / max(metrics['steps'], 1):.2f} s"
+        f"/step, incl. validations and the final solve {timing['final_solve']:.1f} s); goal {GOAL_S:.0f} s, "
+        f"ratio {timing['fit'] / GOAL_S:.2f}"
+    )
     print(f"baseline grid + start: {timing['baseline_and_start']:.1f} s; whole train.py: {total:.1f} s")
     out = metrics["output"]
-    print(f"result: {out['integrated_lufs']:.2f} LUFS, {out['true_peak_dbtp']:.2f} dBTP, DRL {out['drl_db']:.2f} dB "
-          f"(baseline {metrics['baseline_drl_db']:.2f} dB)")
+    print(
+        f"result: {out['integrated_lufs']:.2f} LUFS, {out['true_peak_dbtp']:.2f} dBTP, DRL {out['drl_db']:.2f} dB "
+        f"(baseline {metrics['baseline_drl_db']:.2f} dB)"
+    )
     step_ratio()
 
 

@@ -132,8 +132,10 @@ def measure(args: argparse.Namespace, reference: torch.Tensor, processed: torch.
     }
     if args.loudness:
         report["loudness"] = {
-            role: {key: (value if value is not None and abs(value) != float("inf") else None)
-                   for key, value in loudness_summary(audio, sample_rate, args.channel_weights).items()}
+            role: {
+                key: (value if value is not None and abs(value) != float("inf") else None)
+                for key, value in loudness_summary(audio, sample_rate, args.channel_weights).items()
+            }
             for role, audio in (("reference", reference), ("processed", processed))
         }
     if args.linear_taps is not None:
@@ -166,6 +168,7 @@ def _level(db: float, percent: float) -> str:
 
 def render_text(report: dict) -> str:
     """Human-readable lines of a :func:`measure` report."""
+
     def row(label: str, text: str) -> str:
         return f"{label:<16}{text}"
 
@@ -207,9 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if processed_rate != sample_rate:
             raise ValueError(f"sample rates differ: reference {sample_rate} Hz, processed {processed_rate} Hz")
         if processed.shape[0] != reference.shape[0]:
-            raise ValueError(
-                f"channel counts differ: reference {reference.shape[0]}, processed {processed.shape[0]}"
-            )
+            raise ValueError(f"channel counts differ: reference {reference.shape[0]}, processed {processed.shape[0]}")
         report = measure(args, reference, processed, sample_rate)
     except ValueError as error:
         return fail("python -m drl", error)

@@ -14,15 +14,26 @@ MIN_SAMPLE_RATE = 8_000
 MAX_SAMPLE_RATE = 384_000
 
 
-def check_number(name: str, value, low: float | None = None, high: float | None = None, *, unit: str = "",
-                 low_open: bool = False, high_open: bool = False, integer: bool = False) -> float:
+def check_number(
+    name: str,
+    value,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    unit: str = "",
+    low_open: bool = False,
+    high_open: bool = False,
+    integer: bool = False,
+) -> float:
     """``value`` as a float (an int with ``integer``) after checking it is a finite number (not a bool) within
     ``low``..``high`` (either end open with ``low_open``/``high_open``, absent when None). The ValueError names
     ``name``, the range and the ``unit``."""
     kind = "a whole number" if integer else "a number"
     if low is not None and high is not None:
-        what = f"{kind} {'in' if not (low_open or high_open) else 'within'} " \
-               f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        what = (
+            f"{kind} {'in' if not (low_open or high_open) else 'within'} "
+            f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        )
     elif low is not None:
         what = f"{kind} {'>' if low_open else '>='} {low:g}"
     elif high is not None:
@@ -156,9 +167,7 @@ def check_energies(
     or an energy that overflows. Replaces :func:`check_finite` for callers that need energies anyway.
     """
     known = known or {}
-    energies = {
-        name: known[name] if name in known else energy(audio) for name, audio in named.items()
-    }
+    energies = {name: known[name] if name in known else energy(audio) for name, audio in named.items()}
     counts = torch.stack(
         [torch.stack([(~torch.isfinite(e.detach())).sum(), (e.detach() <= 0).sum()]) for e in energies.values()]
     ).tolist()

@@ -227,9 +227,7 @@ def _fit(reference: torch.Tensor, processed: torch.Tensor, taps: int) -> tuple[_
     return segments, factor, _solve(factor, segments.lags(segments.correlate(processed), -(taps // 2)))
 
 
-def _project(
-    reference: torch.Tensor, processed: torch.Tensor, taps: int
-) -> tuple[_Segments, torch.Tensor, Projection]:
+def _project(reference: torch.Tensor, processed: torch.Tensor, taps: int) -> tuple[_Segments, torch.Tensor, Projection]:
     """The whole fit: the reference's segments, the Cholesky factor and the projection."""
     segments, factor, solution = _fit(reference, processed, taps)
     fitted = segments.filter(solution.to(reference.dtype))

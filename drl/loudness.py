@@ -27,10 +27,12 @@ from drl.filtering import SOSFilter
 from drl.peak import sample_peak, true_peak
 
 #: The standard's K-weighting coefficients at 48 kHz, rows [b0, b1, b2, a0, a1, a2].
-K_WEIGHTING_48K = np.array([
-    [1.53512485958697, -2.69169618940638, 1.19839281085285, 1.0, -1.69065929318241, 0.73248077421585],
-    [1.0, -2.0, 1.0, 1.0, -1.99004745483398, 0.99007225036621],
-])
+K_WEIGHTING_48K = np.array(
+    [
+        [1.53512485958697, -2.69169618940638, 1.19839281085285, 1.0, -1.69065929318241, 0.73248077421585],
+        [1.0, -2.0, 1.0, 1.0, -1.99004745483398, 0.99007225036621],
+    ]
+)
 
 #: Default channel weights in the order L, R, C, Ls, Rs.
 DEFAULT_CHANNEL_WEIGHTS = (1.0, 1.0, 1.0, 1.41, 1.41)
@@ -50,7 +52,11 @@ SILENCE_ENERGY = 1e-20
 
 # Analog prototypes of the two stages (reproduce the 48 kHz table to 1e-15 by the bilinear transform).
 _SHELF_HZ, _SHELF_GAIN_DB, _SHELF_Q, _SHELF_VB_EXPONENT = (
-    1681.974450955533, 3.999843853973347, 0.7071752369554196, 0.4996667741545416)
+    1681.974450955533,
+    3.999843853973347,
+    0.7071752369554196,
+    0.4996667741545416,
+)
 _HIGHPASS_HZ, _HIGHPASS_Q = 38.13547087602444, 0.5003270373238773
 
 
@@ -66,10 +72,16 @@ def bilinear_k_weighting(sample_rate: int) -> np.ndarray:
     """K-weighting ``(2, 6)`` by the bilinear transform (pre-warped) of the two analog prototypes."""
     k = math.tan(math.pi * _SHELF_HZ / sample_rate)
     vh = 10.0 ** (_SHELF_GAIN_DB / 20.0)
-    vb = vh ** _SHELF_VB_EXPONENT
+    vb = vh**_SHELF_VB_EXPONENT
     d = 1.0 + k / _SHELF_Q + k * k
-    shelf = [(vh + vb * k / _SHELF_Q + k * k) / d, 2.0 * (k * k - vh) / d, (vh - vb * k / _SHELF_Q + k * k) / d,
-             1.0, 2.0 * (k * k - 1.0) / d, (1.0 - k / _SHELF_Q + k * k) / d]
+    shelf = [
+        (vh + vb * k / _SHELF_Q + k * k) / d,
+        2.0 * (k * k - vh) / d,
+        (vh - vb * k / _SHELF_Q + k * k) / d,
+        1.0,
+        2.0 * (k * k - 1.0) / d,
+        (1.0 - k / _SHELF_Q + k * k) / d,
+    ]
     k = math.tan(math.pi * _HIGHPASS_HZ / sample_rate)
     d = 1.0 + k / _HIGHPASS_Q + k * k
     # b = [1, -2, 1] unnormalised: its +0.0433 dB passband gain is part of the standard
@@ -267,8 +279,9 @@ def _meter_for(sample_rate: int, channel_weights) -> Loudness:
     return Loudness(sample_rate, channel_weights, k_filter=_meter(sample_rate).k_filter)
 
 
-def integrated_loudness(audio: torch.Tensor, sample_rate: int,
-                        channel_weights: Sequence[float] | torch.Tensor | None = None) -> torch.Tensor:
+def integrated_loudness(
+    audio: torch.Tensor, sample_rate: int, channel_weights: Sequence[float] | torch.Tensor | None = None
+) -> torch.Tensor:
     """Gated integrated loudness in LUFS: scalar for ``(T,)``/``(C, T)``, ``(B,)`` for ``(B, C, T)``.
 
     ``-inf`` (zero gradient) when no block passes the gates, e.g. silence. ValueError under 400 ms.
@@ -276,20 +289,23 @@ def integrated_loudness(audio: torch.Tensor, sample_rate: int,
     return _meter_for(sample_rate, channel_weights)(audio)
 
 
-def momentary_loudness(audio: torch.Tensor, sample_rate: int,
-                       channel_weights: Sequence[float] | torch.Tensor | None = None) -> torch.Tensor:
+def momentary_loudness(
+    audio: torch.Tensor, sample_rate: int, channel_weights: Sequence[float] | torch.Tensor | None = None
+) -> torch.Tensor:
     """Ungated 400 ms loudness every 100 ms in LUFS: ``(..., n_windows)`` (empty under 400 ms)."""
     return _meter_for(sample_rate, channel_weights).momentary(audio)
 
 
-def short_term_loudness(audio: torch.Tensor, sample_rate: int,
-                        channel_weights: Sequence[float] | torch.Tensor | None = None) -> torch.Tensor:
+def short_term_loudness(
+    audio: torch.Tensor, sample_rate: int, channel_weights: Sequence[float] | torch.Tensor | None = None
+) -> torch.Tensor:
     """Ungated 3 s loudness every 100 ms in LUFS: ``(..., n_windows)`` (empty under 3 s)."""
     return _meter_for(sample_rate, channel_weights).short_term(audio)
 
 
-def loudness_range(audio: torch.Tensor, sample_rate: int,
-                   channel_weights: Sequence[float] | torch.Tensor | None = None) -> torch.Tensor:
+def loudness_range(
+    audio: torch.Tensor, sample_rate: int, channel_weights: Sequence[float] | torch.Tensor | None = None
+) -> torch.Tensor:
     """EBU Tech 3342 loudness range (LRA) in LU; 0 for silence; ValueError under 3 s."""
     return _meter_for(sample_rate, channel_weights).loudness_range(audio)
 

@@ -46,7 +46,7 @@ def bark(frequency_hz: torch.Tensor) -> torch.Tensor:
 def threshold_in_quiet_db(frequency_hz: torch.Tensor) -> torch.Tensor:
     """The absolute threshold of hearing in dB SPL (Terhardt 1979); frequencies under 20 Hz read as 20 Hz."""
     khz = frequency_hz.clamp_min(20.0) / 1000.0
-    return 3.64 * khz ** -0.8 - 6.5 * torch.exp(-0.6 * (khz - 3.3) ** 2) + 1e-3 * khz ** 4
+    return 3.64 * khz**-0.8 - 6.5 * torch.exp(-0.6 * (khz - 3.3) ** 2) + 1e-3 * khz**4
 
 
 class Bands:

@@ -108,9 +108,7 @@ def null(reference: torch.Tensor, processed: torch.Tensor) -> Null:
     return result
 
 
-def drl_db(
-    reference: torch.Tensor, processed: torch.Tensor, *, floor_db: float = DEFAULT_FLOOR_DB
-) -> torch.Tensor:
+def drl_db(reference: torch.Tensor, processed: torch.Tensor, *, floor_db: float = DEFAULT_FLOOR_DB) -> torch.Tensor:
     """Broadband DRL in dB per channel, shape ``reference.shape[:-1]``; differentiable (finite gradients).
 
     ``reference`` and ``processed``: ``(T,)``, ``(C, T)`` or ``(B, C, T)`` of equal shapes.

@@ -118,16 +118,22 @@ def _reference_chunks(x: torch.Tensor, setup: Analysis, calibration: torch.Tenso
     context = masking.FORWARD_FRAMES  # earlier frames whose masking reaches into a chunk
     for start in range(0, frames.shape[1], CHUNK_FRAMES):
         first = max(start - context, 0)
-        spectrum = _spectra(frames[:, first:start + CHUNK_FRAMES], setup)
+        spectrum = _spectra(frames[:, first : start + CHUNK_FRAMES], setup)
         squares = spectrum.square()
-        threshold = masking.masking_threshold((squares @ setup.grouping).double() * calibration, setup.bands,
-                                              setup.hop_s)
+        threshold = masking.masking_threshold(
+            (squares @ setup.grouping).double() * calibration, setup.bands, setup.hop_s
+        )
         skip = start - first
         yield ReferenceChunk(spectrum[:, skip:], squares[:, skip:].sum(dim=-1, keepdim=True), threshold[:, skip:])
 
 
-def _ratio_sum(reference: ReferenceChunk, frames_y: torch.Tensor, setup: Analysis, track_gain: torch.Tensor,
-               calibration: torch.Tensor) -> torch.Tensor:
+def _ratio_sum(
+    reference: ReferenceChunk,
+    frames_y: torch.Tensor,
+    setup: Analysis,
+    track_gain: torch.Tensor,
+    calibration: torch.Tensor,
+) -> torch.Tensor:
     """``sum_{k,b} R_kb / (g_k^2 M_kb)`` over one chunk, ``(N,)`` float64."""
     spectrum_y = _spectra(frames_y, setup)
     cross = (reference.spectrum * spectrum_y).sum(dim=-1, keepdim=True)  # summed as power is: 1 for y = x
@@ -147,8 +153,9 @@ class MaskedReference:
     48 kHz: 140 MB in float32), where :func:`nmr_db` streams the same computation chunk by chunk.
     """
 
-    def __init__(self, reference: torch.Tensor, sample_rate: int,
-                 listening_level_db: float = DEFAULT_LISTENING_LEVEL_DB) -> None:
+    def __init__(
+        self, reference: torch.Tensor, sample_rate: int, listening_level_db: float = DEFAULT_LISTENING_LEVEL_DB
+    ) -> None:
         reference = check_audio(reference, "reference", finite=False)
         check_energies({"reference": reference})
         self.shape, self.dtype = reference.shape, reference.dtype
@@ -164,9 +171,10 @@ class MaskedReference:
         y = processed.reshape(-1, processed.shape[-1])
         track_gain = _track_gain(self.x, y, self.energy)
         frames_y = self.setup.frames(y)
-        total = sum(_ratio_sum(chunk, frames_y[:, start:start + CHUNK_FRAMES], self.setup, track_gain,
-                               self.calibration)
-                    for chunk, start in zip(self.chunks, range(0, frames_y.shape[1], CHUNK_FRAMES)))
+        total = sum(
+            _ratio_sum(chunk, frames_y[:, start : start + CHUNK_FRAMES], self.setup, track_gain, self.calibration)
+            for chunk, start in zip(self.chunks, range(0, frames_y.shape[1], CHUNK_FRAMES))
+        )
         return _mean(total, frames_y.shape[1], self.setup, self.shape[:-1])
 
     def nmr_db(self, processed: torch.Tensor, *, floor_db: float = -120.0) -> torch.Tensor:
@@ -204,8 +212,12 @@ def _mean(total: torch.Tensor, n_frames: int, setup: Analysis, shape) -> tuple[t
     return value, torch.ones_like(value)
 
 
-def noise_to_mask(reference: torch.Tensor, processed: torch.Tensor, sample_rate: int,
-                  listening_level_db: float = DEFAULT_LISTENING_LEVEL_DB) -> tuple[torch.Tensor, torch.Tensor]:
+def noise_to_mask(
+    reference: torch.Tensor,
+    processed: torch.Tensor,
+    sample_rate: int,
+    listening_level_db: float = DEFAULT_LISTENING_LEVEL_DB,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Unchecked core of :func:`nmr_db` on ``(B, C, T)`` signals: ``(mean_{k,b} R_kb / (g_k^2 M_kb), 1)``, both
     float64 ``(B, C)``, whose ratio is the NMR (a pair, so that :func:`drl.metric.floored_ratio` applies).
     Streams chunk by chunk: memory stays bounded on long signals."""
@@ -215,14 +227,21 @@ def noise_to_mask(reference: torch.Tensor, processed: torch.Tensor, sample_rate:
     calibration = _calibration(reference, listening_level_db)
     track_gain = _track_gain(x, y, energy(x))
     frames_y = setup.frames(y)
-    total = sum(_ratio_sum(chunk, frames_y[:, start:start + CHUNK_FRAMES], setup, track_gain, calibration)
-                for chunk, start in zip(_reference_chunks(x, setup, calibration),
-                                        range(0, frames_y.shape[1], CHUNK_FRAMES)))
+    total = sum(
+        _ratio_sum(chunk, frames_y[:, start : start + CHUNK_FRAMES], setup, track_gain, calibration)
+        for chunk, start in zip(_reference_chunks(x, setup, calibration), range(0, frames_y.shape[1], CHUNK_FRAMES))
+    )
     return _mean(total, frames_y.shape[1], setup, reference.shape[:-1])
 
 
-def nmr_db(reference: torch.Tensor, processed: torch.Tensor, sample_rate: int, *,
-           listening_level_db: float = DEFAULT_LISTENING_LEVEL_DB, floor_db: float = -120.0) -> torch.Tensor:
+def nmr_db(
+    reference: torch.Tensor,
+    processed: torch.Tensor,
+    sample_rate: int,
+    *,
+    listening_level_db: float = DEFAULT_LISTENING_LEVEL_DB,
+    floor_db: float = -120.0,
+) -> torch.Tensor:
     """Noise-to-mask ratio in dB per channel (see the module docstring), shape ``reference.shape[:-1]``;
     differentiable in both signals, CPU or CUDA. Identical signals (or any gain of them) read ``floor_db``.
 

@@ -105,7 +105,7 @@ def _between(audio: torch.Tensor, spectra: torch.Tensor) -> torch.Tensor:
     """
     length = audio.shape[-1]
     delayed = overlap_save(nn.functional.pad(audio, (0, _TAPS_PER_SIDE)), spectra, _FRAME, 2 * _TAPS_PER_SIDE)
-    return delayed[..., _TAPS_PER_SIDE:_TAPS_PER_SIDE + length]
+    return delayed[..., _TAPS_PER_SIDE : _TAPS_PER_SIDE + length]
 
 
 def _amplitude_db(amplitude: torch.Tensor) -> torch.Tensor:
@@ -165,8 +165,9 @@ class TruePeak(nn.Module):
     ``smooth`` and ``temperature_db`` as in :func:`true_peak`.
     """
 
-    def __init__(self, sample_rate: int, *, smooth: bool = False,
-                 temperature_db: float = SMOOTH_TEMPERATURE_DB) -> None:
+    def __init__(
+        self, sample_rate: int, *, smooth: bool = False, temperature_db: float = SMOOTH_TEMPERATURE_DB
+    ) -> None:
         super().__init__()
         self.sample_rate = check_sample_rate(sample_rate)
         self.factor = oversampling_factor(self.sample_rate)

@@ -65,8 +65,9 @@ class Processor(nn.Module):
         for spec in cls.specs:
             if spec.name == name:
                 return spec
-        raise ValueError(f"{cls.__name__} has no parameter {name!r} "
-                         f"(parameters: {', '.join(s.name for s in cls.specs) or 'none'})")
+        raise ValueError(
+            f"{cls.__name__} has no parameter {name!r} (parameters: {', '.join(s.name for s in cls.specs) or 'none'})"
+        )
 
     def active_specs(self) -> tuple[ParamSpec, ...]:
         """The specs this instance stores (all of ``specs`` unless an option switches a stage off)."""

@@ -64,8 +64,11 @@ class Chain(nn.Module):
     @property
     def specs(self) -> tuple[ParamSpec, ...]:
         """Every stage's ParamSpecs, renamed "<stage>.<param>"."""
-        return tuple(replace(spec, name=f"{name}.{spec.name}")
-                     for name, proc in self.stages.items() for spec in proc._specs.values())
+        return tuple(
+            replace(spec, name=f"{name}.{spec.name}")
+            for name, proc in self.stages.items()
+            for spec in proc._specs.values()
+        )
 
     def values(self) -> dict[str, float | list[float]]:
         return {f"{name}.{k}": v for name, proc in self.stages.items() for k, v in proc.values().items()}

@@ -25,13 +25,33 @@ class Compressor(Processor):
         ParamSpec("rms_ms", "ms", 1.0, 100.0, 10.0, "log"),
     )
 
-    def __init__(self, sample_rate: int, threshold_db=-20.0, ratio=4.0, knee_db=6.0, attack_ms=5.0,
-                 release_ms=100.0, makeup_db=0.0, *, detector: str = "peak", rms_ms=10.0,
-                 stereo_link: bool = True, **unknown) -> None:
+    def __init__(
+        self,
+        sample_rate: int,
+        threshold_db=-20.0,
+        ratio=4.0,
+        knee_db=6.0,
+        attack_ms=5.0,
+        release_ms=100.0,
+        makeup_db=0.0,
+        *,
+        detector: str = "peak",
+        rms_ms=10.0,
+        stereo_link: bool = True,
+        **unknown,
+    ) -> None:
         Fn._check_choice("detector", detector, Fn.DETECTORS)
-        super().__init__(sample_rate, threshold_db=threshold_db, ratio=ratio, knee_db=knee_db,
-                         attack_ms=attack_ms, release_ms=release_ms, makeup_db=makeup_db, rms_ms=rms_ms,
-                         **unknown)
+        super().__init__(
+            sample_rate,
+            threshold_db=threshold_db,
+            ratio=ratio,
+            knee_db=knee_db,
+            attack_ms=attack_ms,
+            release_ms=release_ms,
+            makeup_db=makeup_db,
+            rms_ms=rms_ms,
+            **unknown,
+        )
         self.detector = detector
         self.stereo_link = check_flag("stereo_link", stereo_link)
         if detector == "peak":
@@ -41,8 +61,9 @@ class Compressor(Processor):
         return {"sample_rate": self.sample_rate, "detector": self.detector, "stereo_link": self.stereo_link}
 
     def process(self, x, threshold_db, ratio, knee_db, attack_ms, release_ms, makeup_db, rms_ms):
-        return Fn.compress_bct(x, threshold_db, ratio, knee_db, attack_ms, release_ms, makeup_db,
-                               rms_ms=rms_ms, **self._options())
+        return Fn.compress_bct(
+            x, threshold_db, ratio, knee_db, attack_ms, release_ms, makeup_db, rms_ms=rms_ms, **self._options()
+        )
 
     def gain_reduction_db(self, x: torch.Tensor) -> torch.Tensor:
         """Smoothed gain reduction s >= 0 dB (before make-up): the shape of x, or 1 channel when linked."""
@@ -50,8 +71,16 @@ class Compressor(Processor):
 
     def _gain_reduction_db(self, xb: torch.Tensor) -> torch.Tensor:
         p = self._batched_params(xb)
-        return Fn.compressor_gain_reduction_db_bct(xb, p["threshold_db"], p["ratio"], p["knee_db"], p["attack_ms"],
-                                                   p["release_ms"], rms_ms=p["rms_ms"], **self._options())
+        return Fn.compressor_gain_reduction_db_bct(
+            xb,
+            p["threshold_db"],
+            p["ratio"],
+            p["knee_db"],
+            p["attack_ms"],
+            p["release_ms"],
+            rms_ms=p["rms_ms"],
+            **self._options(),
+        )
 
     def static_curve_db(self, level_db: torch.Tensor) -> torch.Tensor:
         """Output level (dB) of the static curve incl. make-up for input levels ``level_db`` (any shape);

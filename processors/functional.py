@@ -151,8 +151,9 @@ def _detector(x, sample_rate, detector, rms_ms, stereo_link):
     return (det.amax(dim=1, keepdim=True) if stereo_link else det), scale, floor
 
 
-def _compressor_bct(x, threshold_db, ratio, knee_db, attack_ms, release_ms, makeup_db, *, sample_rate, detector,
-                    rms_ms, stereo_link):
+def _compressor_bct(
+    x, threshold_db, ratio, knee_db, attack_ms, release_ms, makeup_db, *, sample_rate, detector, rms_ms, stereo_link
+):
     """(y, gain reduction s in dB (B, C or 1, T)); steps 1-5 compiled, with the curve of static_curve_db."""
     b, c, t = x.shape
     n = 1 if stereo_link else c  # signals per batch item
@@ -167,26 +168,90 @@ def _compressor_bct(x, threshold_db, ratio, knee_db, attack_ms, release_ms, make
     return x * gain.reshape(b, n, t), s.reshape(b, n, t)
 
 
-def compressor_gain_reduction_db_bct(x, threshold_db, ratio, knee_db, attack_ms, release_ms, *, sample_rate,
-                                     detector="peak", rms_ms=None, stereo_link=True):
+def compressor_gain_reduction_db_bct(
+    x,
+    threshold_db,
+    ratio,
+    knee_db,
+    attack_ms,
+    release_ms,
+    *,
+    sample_rate,
+    detector="peak",
+    rms_ms=None,
+    stereo_link=True,
+):
     """Steps 1-4: the smoothed gain reduction s >= 0 in dB, (B, C, T) or (B, 1, T) when linked."""
     zero = torch.zeros_like(threshold_db)
-    return _compressor_bct(x, threshold_db, ratio, knee_db, attack_ms, release_ms, zero, sample_rate=sample_rate,
-                           detector=detector, rms_ms=rms_ms, stereo_link=stereo_link)[1]
+    return _compressor_bct(
+        x,
+        threshold_db,
+        ratio,
+        knee_db,
+        attack_ms,
+        release_ms,
+        zero,
+        sample_rate=sample_rate,
+        detector=detector,
+        rms_ms=rms_ms,
+        stereo_link=stereo_link,
+    )[1]
 
 
-def compress_bct(x, threshold_db, ratio, knee_db, attack_ms, release_ms, makeup_db, *, sample_rate,
-                 detector="peak", rms_ms=None, stereo_link=True):
-    return _compressor_bct(x, threshold_db, ratio, knee_db, attack_ms, release_ms, makeup_db, sample_rate=sample_rate,
-                           detector=detector, rms_ms=rms_ms, stereo_link=stereo_link)[0]
+def compress_bct(
+    x,
+    threshold_db,
+    ratio,
+    knee_db,
+    attack_ms,
+    release_ms,
+    makeup_db,
+    *,
+    sample_rate,
+    detector="peak",
+    rms_ms=None,
+    stereo_link=True,
+):
+    return _compressor_bct(
+        x,
+        threshold_db,
+        ratio,
+        knee_db,
+        attack_ms,
+        release_ms,
+        makeup_db,
+        sample_rate=sample_rate,
+        detector=detector,
+        rms_ms=rms_ms,
+        stereo_link=stereo_link,
+    )[0]
 
 
-def compress(x, sample_rate, threshold_db, ratio, knee_db=0.0, attack_ms=5.0, release_ms=100.0, makeup_db=0.0,
-             *, detector="peak", rms_ms=10.0, stereo_link=True):
+def compress(
+    x,
+    sample_rate,
+    threshold_db,
+    ratio,
+    knee_db=0.0,
+    attack_ms=5.0,
+    release_ms=100.0,
+    makeup_db=0.0,
+    *,
+    detector="peak",
+    rms_ms=10.0,
+    stereo_link=True,
+):
     """Feed-forward log-domain compressor: level, soft-knee static curve, attack/release ballistics on the
     gain reduction in dB, y = x 10^((makeup_db - s) / 20)."""
-    params = {"threshold_db": threshold_db, "ratio": ratio, "knee_db": knee_db, "attack_ms": attack_ms,
-              "release_ms": release_ms, "makeup_db": makeup_db, "rms_ms": rms_ms}
+    params = {
+        "threshold_db": threshold_db,
+        "ratio": ratio,
+        "knee_db": knee_db,
+        "attack_ms": attack_ms,
+        "release_ms": release_ms,
+        "makeup_db": makeup_db,
+        "rms_ms": rms_ms,
+    }
     return _wrap(compress_bct, x, sample_rate, params, detector=detector, stereo_link=stereo_link)
 
 
@@ -204,8 +269,9 @@ def _peaks(x, sample_rate, true_peak):
     return peak
 
 
-def limiter_gain_bct(x, ceiling_db, release_ms, lookahead_ms, slow_release_ms=None, *, sample_rate,
-                     true_peak=False, stereo_link=True):
+def limiter_gain_bct(
+    x, ceiling_db, release_ms, lookahead_ms, slow_release_ms=None, *, sample_rate, true_peak=False, stereo_link=True
+):
     """The limiter's gain (B, C or 1, T), <= min(1, ceiling / peak) at every sample."""
     peak = _peaks(x, sample_rate, true_peak)
     if stereo_link:
@@ -227,14 +293,32 @@ def limiter_gain_bct(x, ceiling_db, release_ms, lookahead_ms, slow_release_ms=No
     return g.reshape(b, c, t)
 
 
-def limit_bct(x, ceiling_db, release_ms, lookahead_ms, slow_release_ms=None, *, sample_rate, true_peak=False,
-              stereo_link=True):
-    return x * limiter_gain_bct(x, ceiling_db, release_ms, lookahead_ms, slow_release_ms,
-                                sample_rate=sample_rate, true_peak=true_peak, stereo_link=stereo_link)
+def limit_bct(
+    x, ceiling_db, release_ms, lookahead_ms, slow_release_ms=None, *, sample_rate, true_peak=False, stereo_link=True
+):
+    return x * limiter_gain_bct(
+        x,
+        ceiling_db,
+        release_ms,
+        lookahead_ms,
+        slow_release_ms,
+        sample_rate=sample_rate,
+        true_peak=true_peak,
+        stereo_link=stereo_link,
+    )
 
 
-def limit(x, sample_rate, ceiling_db=-1.0, release_ms=50.0, lookahead_ms=5.0, slow_release_ms=None, *,
-          true_peak=False, stereo_link=True):
+def limit(
+    x,
+    sample_rate,
+    ceiling_db=-1.0,
+    release_ms=50.0,
+    lookahead_ms=5.0,
+    slow_release_ms=None,
+    *,
+    true_peak=False,
+    stereo_link=True,
+):
     """Lookahead brickwall limiter, no latency: |y| <= 10^(ceiling_db/20) at every sample (and, with
     ``true_peak``, between samples to within the meter's interpolation)."""
     params = {"ceiling_db": ceiling_db, "release_ms": release_ms, "lookahead_ms": lookahead_ms}
@@ -272,9 +356,9 @@ def subsonic_bct(x: torch.Tensor, *, sample_rate: int, cutoff_hz: float) -> torc
     t = x.shape[-1]
     pad = min(t - 1, int(round(6.0 * sample_rate / cutoff_hz)))
     if pad > 0:
-        x = torch.cat([x[..., 1:pad + 1].flip(-1), x, x[..., -pad - 1:-1].flip(-1)], dim=-1)
+        x = torch.cat([x[..., 1 : pad + 1].flip(-1), x, x[..., -pad - 1 : -1].flip(-1)], dim=-1)
     y = _steady_sosfilt(_steady_sosfilt(x, sos).flip(-1), sos).flip(-1)
-    return y[..., pad:pad + t]
+    return y[..., pad : pad + t]
 
 
 def subsonic(x: torch.Tensor, sample_rate: int, cutoff_hz: float = 20.0) -> torch.Tensor:

@@ -26,8 +26,18 @@ class Limiter(Processor):
         ParamSpec("slow_release_ms", "ms", 50.0, 5000.0, 500.0, "log"),
     )
 
-    def __init__(self, sample_rate: int, ceiling_db=-1.0, release_ms=50.0, lookahead_ms=5.0, true_peak: bool = False,
-                 slow_release_ms=None, *, stereo_link: bool = True, **unknown) -> None:
+    def __init__(
+        self,
+        sample_rate: int,
+        ceiling_db=-1.0,
+        release_ms=50.0,
+        lookahead_ms=5.0,
+        true_peak: bool = False,
+        slow_release_ms=None,
+        *,
+        stereo_link: bool = True,
+        **unknown,
+    ) -> None:
         self.slow_stage = slow_release_ms is not None
         values = dict(ceiling_db=ceiling_db, release_ms=release_ms, lookahead_ms=lookahead_ms)
         if self.slow_stage:
@@ -42,9 +52,16 @@ class Limiter(Processor):
         return self.specs if self.slow_stage else tuple(s for s in self.specs if s.name != "slow_release_ms")
 
     def _gain(self, xb, ceiling_db, release_ms, lookahead_ms, slow_release_ms=None):
-        return Fn.limiter_gain_bct(xb, ceiling_db, release_ms, lookahead_ms, slow_release_ms,
-                                   sample_rate=self.sample_rate,
-                                   true_peak=self.true_peak, stereo_link=self.stereo_link)
+        return Fn.limiter_gain_bct(
+            xb,
+            ceiling_db,
+            release_ms,
+            lookahead_ms,
+            slow_release_ms,
+            sample_rate=self.sample_rate,
+            true_peak=self.true_peak,
+            stereo_link=self.stereo_link,
+        )
 
     def process(self, x, **params):
         return x * self._gain(x, **params)

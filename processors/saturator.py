@@ -22,13 +22,24 @@ class Saturator(Processor):
         ParamSpec("output_db", "dB", -24.0, 24.0, 0.0, "linear"),
     )
 
-    def __init__(self, sample_rate: int, drive_db=6.0, bias=0.0, mix=1.0, output_db=0.0, *, oversample: int = 1,
-                 unity_gain: bool = False, **unknown) -> None:
+    def __init__(
+        self,
+        sample_rate: int,
+        drive_db=6.0,
+        bias=0.0,
+        mix=1.0,
+        output_db=0.0,
+        *,
+        oversample: int = 1,
+        unity_gain: bool = False,
+        **unknown,
+    ) -> None:
         Fn._check_choice("oversample", oversample, Fn.OVERSAMPLE_FACTORS)
         super().__init__(sample_rate, drive_db=drive_db, bias=bias, mix=mix, output_db=output_db, **unknown)
         self.oversample = int(oversample)
         self.unity_gain = check_flag("unity_gain", unity_gain)
 
     def process(self, x, drive_db, bias, mix, output_db):
-        return Fn.saturate_bct(x, drive_db, bias, mix, output_db, oversample=self.oversample,
-                               unity_gain=self.unity_gain)
+        return Fn.saturate_bct(
+            x, drive_db, bias, mix, output_db, oversample=self.oversample, unity_gain=self.unity_gain
+        )

@@ -66,8 +66,9 @@ def music():
         dict(threshold_db=-20, ratio=4, knee_db=6, attack_ms=5, release_ms=100, makeup_db=3),
         dict(threshold_db=-30, ratio=20, knee_db=0, attack_ms=0.1, release_ms=5, makeup_db=0),
         dict(threshold_db=-10, ratio=1, knee_db=24, attack_ms=100, release_ms=2000, makeup_db=-12),
-        dict(threshold_db=-25, ratio=3, knee_db=10, attack_ms=10, release_ms=300, makeup_db=6, detector="rms",
-             rms_ms=20),
+        dict(
+            threshold_db=-25, ratio=3, knee_db=10, attack_ms=10, release_ms=300, makeup_db=6, detector="rms", rms_ms=20
+        ),
     ],
 )
 def test_matches_per_sample_reference(music, settings):
@@ -75,8 +76,17 @@ def test_matches_per_sample_reference(music, settings):
     options = {k: settings.pop(k) for k in ("detector", "rms_ms") if k in settings}
     comp = Compressor(SR, **settings, **options)
     y = comp(x).detach().numpy()
-    ref = reference_gain_db(music, SR, settings["threshold_db"], settings["ratio"], settings["knee_db"],
-                            settings["attack_ms"], settings["release_ms"], settings["makeup_db"], **options)
+    ref = reference_gain_db(
+        music,
+        SR,
+        settings["threshold_db"],
+        settings["ratio"],
+        settings["knee_db"],
+        settings["attack_ms"],
+        settings["release_ms"],
+        settings["makeup_db"],
+        **options,
+    )
     nonzero = np.abs(music) > 1e-9
     gain_db = 20 * np.log10(np.abs(y[nonzero] / music[nonzero]))
     assert np.abs(gain_db - np.broadcast_to(ref, music.shape)[nonzero]).max() < 1e-4
@@ -128,8 +138,9 @@ def test_static_curve_is_continuous_and_exact_at_bounds():
     comp = Compressor(SR, threshold_db=-20, ratio=4, knee_db=8, makeup_db=2)
     level = torch.tensor([-40.0, -24.0, -20.0, -16.0, 0.0], dtype=torch.float64)
     curve = comp.static_curve_db(level)
-    expected = torch.tensor([-38.0, -22.0, -20.0 - 0.75 * 16 / 16 + 2, -20 + 4 / 4 + 2, -20 + 20 / 4 + 2],
-                            dtype=torch.float64)
+    expected = torch.tensor(
+        [-38.0, -22.0, -20.0 - 0.75 * 16 / 16 + 2, -20 + 4 / 4 + 2, -20 + 20 / 4 + 2], dtype=torch.float64
+    )
     assert torch.allclose(curve, expected, atol=1e-12)
     assert torch.equal(Compressor(SR, ratio=1, knee_db=0).static_curve_db(level), level)
     batched = Compressor(SR, threshold_db=[-20, -10]).static_curve_db(level)

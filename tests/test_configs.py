@@ -46,8 +46,9 @@ def test_processor_options_build(compose_config, short_track, name):
     spec = instantiate(cfg.processor)
     assert isinstance(spec, ProcessorSpec) and spec.name == name
     target = instantiate(cfg.target)
-    suggestions = suggest_settings(short_track.audio, short_track.sample_rate, target,
-                                   {"release_ms": 50.0, "lookahead_ms": 5.0})
+    suggestions = suggest_settings(
+        short_track.audio, short_track.sample_rate, target, {"release_ms": 50.0, "lookahead_ms": 5.0}
+    )
     chain = spec.build(short_track.sample_rate, suggestions)
     values = chain.values()
     assert spec.level_param in values

@@ -70,8 +70,9 @@ def test_fused_compressor_equals_static_curve_then_smooth():
     from processors.functional import static_curve_db
 
     det = torch.logspace(-4.5, 0.5, 900, dtype=torch.float64).reshape(3, 300)  # amplitudes: -90..+10 dB
-    thr, ratio, knee, makeup = (torch.tensor(v, dtype=torch.float64)
-                                for v in ([-20, -30, -10], [4, 1, 20], [6, 0, 24], [0, 3, -6]))
+    thr, ratio, knee, makeup = (
+        torch.tensor(v, dtype=torch.float64) for v in ([-20, -30, -10], [4, 1, 20], [6, 0, 24], [0, 3, -6])
+    )
     a_att, a_rel = torch.tensor([0.5, 0.9, 0.3], dtype=torch.float64), torch.full((3,), 0.99, dtype=torch.float64)
     gain, s = kernels.compressor(det, 20.0, 1e-12, thr, ratio, knee, makeup, a_att, a_rel)
     level = 20 * torch.log10(det + 1e-12)
@@ -84,8 +85,10 @@ def test_fused_compressor_equals_static_curve_then_smooth():
 def test_gradcheck_fused_compressor():
     torch.manual_seed(3)
     det = (torch.rand(3, 40, dtype=torch.float64) * 0.9 + 0.01).requires_grad_()
-    params = [torch.tensor(v, dtype=torch.float64, requires_grad=True)
-              for v in ([-20, -25, -10], [4, 2, 20], [10, 0, 24], [1, 0, -3], [0.5, 0.7, 0.2], [0.9, 0.95, 0.8])]
+    params = [
+        torch.tensor(v, dtype=torch.float64, requires_grad=True)
+        for v in ([-20, -25, -10], [4, 2, 20], [10, 0, 24], [1, 0, -3], [0.5, 0.7, 0.2], [0.9, 0.95, 0.8])
+    ]
 
     def run(det, *p):
         gain, s = kernels.compressor(det, 20.0, 1e-12, *p)
@@ -97,8 +100,9 @@ def test_gradcheck_fused_compressor():
 def test_peak_compressor_equals_detector_then_fused_curve():
     torch.manual_seed(4)
     x = torch.randn(2, 3, 400, dtype=torch.float64) * 0.5
-    params = [torch.tensor(v, dtype=torch.float64) for v in ([-20, -12], [4, 20], [6, 0], [2, -1], [0.5, 0.9],
-                                                             [0.99, 0.95])]
+    params = [
+        torch.tensor(v, dtype=torch.float64) for v in ([-20, -12], [4, 20], [6, 0], [2, -1], [0.5, 0.9], [0.99, 0.95])
+    ]
     y, s = kernels.peak_compressor(x, *params)
     gain, s_ref = kernels.compressor(x.abs().amax(dim=1), 20.0, 1e-12, *params)
     assert torch.allclose(s, s_ref, atol=1e-12)
@@ -108,8 +112,10 @@ def test_peak_compressor_equals_detector_then_fused_curve():
 def test_gradcheck_peak_compressor():
     torch.manual_seed(5)
     x = (torch.randn(2, 2, 20, dtype=torch.float64) * 0.5).requires_grad_()
-    params = [torch.tensor(v, dtype=torch.float64, requires_grad=True)
-              for v in ([-15, -10], [4, 2], [8, 0], [1, -3], [0.5, 0.2], [0.9, 0.8])]
+    params = [
+        torch.tensor(v, dtype=torch.float64, requires_grad=True)
+        for v in ([-15, -10], [4, 2], [8, 0], [1, -3], [0.5, 0.2], [0.9, 0.8])
+    ]
     assert torch.autograd.gradcheck(kernels.peak_compressor, (x, *params))
 
 
@@ -120,8 +126,10 @@ def test_peak_compressor_across_blocks_matches_unfused_path_and_its_gradients():
     torch.manual_seed(6)
     x = torch.randn(3, 2, 1300, dtype=torch.float64) * 0.4
     x[:, :, 700] = 0.0
-    params = [torch.tensor(v, dtype=torch.float64) for v in ([-20, -12, -30], [4, 20, 2], [6, 0, 12], [2, -1, 0],
-                                                             [0.5, 0.9, 0.999], [0.99, 0.95, 0.9])]
+    params = [
+        torch.tensor(v, dtype=torch.float64)
+        for v in ([-20, -12, -30], [4, 20, 2], [6, 0, 12], [2, -1, 0], [0.5, 0.9, 0.999], [0.99, 0.95, 0.9])
+    ]
     weights = torch.linspace(-1, 2, 1300, dtype=torch.float64)
 
     def run(fused, dtype):
@@ -143,8 +151,9 @@ def test_peak_compressor_across_blocks_matches_unfused_path_and_its_gradients():
 def test_gradcheck_peak_compressor_attack_slower_than_release():
     torch.manual_seed(7)
     x = (torch.randn(1, 2, 30, dtype=torch.float64) * 0.5).requires_grad_()
-    params = [torch.tensor(v, dtype=torch.float64, requires_grad=True)
-              for v in ([-15.0], [3.0], [4.0], [0.5], [0.95], [0.6])]
+    params = [
+        torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in ([-15.0], [3.0], [4.0], [0.5], [0.95], [0.6])
+    ]
     assert torch.autograd.gradcheck(kernels.peak_compressor, (x, *params))
 
 
@@ -246,8 +255,9 @@ def test_cuda_kernels_logic_in_simulator():
         """
     )
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", PYTHONPATH=str(ROOT))
-    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     if "No module named 'numba_cuda'" in done.stderr or "cannot import name 'cuda'" in done.stderr:
         pytest.skip("numba-cuda is not installed")
     assert done.returncode == 0, done.stderr[-2000:]
@@ -289,8 +299,9 @@ def test_cuda_branch_of_the_autograd_functions_in_simulator():
         """
     )
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", PYTHONPATH=str(ROOT))
-    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "ok"
 
@@ -332,6 +343,7 @@ def test_threaded_and_serial_paths_agree():
     params = [torch.linspace(lo, hi, 6, dtype=torch.float64) for lo, hi in ((-30, -10), (2, 8), (0, 12), (0, 3))]
     together = kernels.peak_compressor(x, *params, a_att, a_att.flip(0))
     for i in range(6):
-        alone = kernels.peak_compressor(x[i : i + 1], *[p[i : i + 1] for p in params], a_att[i : i + 1],
-                                           a_att.flip(0)[i : i + 1])
+        alone = kernels.peak_compressor(
+            x[i : i + 1], *[p[i : i + 1] for p in params], a_att[i : i + 1], a_att.flip(0)[i : i + 1]
+        )
         assert torch.equal(together[0][i], alone[0][0]) and torch.equal(together[1][i], alone[1][0])

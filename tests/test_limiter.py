@@ -40,8 +40,7 @@ def db(v):
 )
 def test_never_exceeds_ceiling(x, ceiling_db, release_ms, lookahead_ms, slow, float32):
     audio = torch.tensor(x, dtype=torch.float32 if float32 else torch.float64)
-    lim = Limiter(8000, ceiling_db=ceiling_db, release_ms=release_ms, lookahead_ms=lookahead_ms,
-                  slow_release_ms=slow)
+    lim = Limiter(8000, ceiling_db=ceiling_db, release_ms=release_ms, lookahead_ms=lookahead_ms, slow_release_ms=slow)
     y = lim(audio)
     assert y.shape == audio.shape
     assert float(y.detach().abs().max()) <= db(ceiling_db) * (1 + 1e-6)
@@ -50,8 +49,10 @@ def test_never_exceeds_ceiling(x, ceiling_db, release_ms, lookahead_ms, slow, fl
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_music_driven_20_db_over_the_ceiling(dtype):
     x = torch.tensor(music_like(3.0), dtype=dtype) * db(20 - 3)
-    for lim in (Limiter(SR, ceiling_db=-3, release_ms=30, lookahead_ms=2),
-                Limiter(SR, ceiling_db=-3, release_ms=5, lookahead_ms=8, slow_release_ms=400)):
+    for lim in (
+        Limiter(SR, ceiling_db=-3, release_ms=30, lookahead_ms=2),
+        Limiter(SR, ceiling_db=-3, release_ms=5, lookahead_ms=8, slow_release_ms=400),
+    ):
         y = lim(x)
         assert float(y.detach().abs().max()) <= db(-3) * (1 + 1e-6)
         assert float(y.detach().abs().max()) > db(-3) * 0.99  # it limits to the ceiling, not far below
@@ -94,7 +95,7 @@ def test_slow_stage_holds_sustained_overs_but_not_transients():
     tone = 0.2 * torch.sin(2 * np.pi * 100 * t)
     transient, sustained = tone.clone(), tone.clone()
     transient[SR // 2 : SR // 2 + 50] *= 8  # about 1 ms over
-    sustained[: SR] *= 8  # one second over
+    sustained[:SR] *= 8  # one second over
     fast = Limiter(SR, ceiling_db=-6, release_ms=20)
     dual = Limiter(SR, ceiling_db=-6, release_ms=20, slow_release_ms=1000)
     after_transient = SR // 2 + 50 + int(0.2 * SR)

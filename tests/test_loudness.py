@@ -27,7 +27,7 @@ def tone(segments, sample_rate, channels=2, frequency=1000.0):
     gains = np.empty((channels, t.size))
     start = 0
     for (level, _), n in zip(segments, lengths):
-        gains[:, start:start + n] = 10 ** (np.broadcast_to(level, (channels,))[:, None] / 20)
+        gains[:, start : start + n] = 10 ** (np.broadcast_to(level, (channels,))[:, None] / 20)
         start += n
     return torch.from_numpy(gains * carrier)
 
@@ -41,7 +41,7 @@ def reference_integrated(x, sample_rate, weights=(1.0, 1.0, 1.0, 1.41, 1.41)):
     j = 0
     while (j * sample_rate + 5) // 10 + block <= x.shape[-1]:  # starts at j * 100 ms, halves rounded up
         start = (j * sample_rate + 5) // 10
-        z = (y[:, start:start + block] ** 2).mean(axis=1)
+        z = (y[:, start : start + block] ** 2).mean(axis=1)
         energies.append(float(np.dot(weights[: x.shape[0]], z)))
         j += 1
     energies = np.array(energies)
@@ -63,9 +63,19 @@ def test_bilinear_prototype_reproduces_the_48k_table():
     np.testing.assert_array_equal(k_weighting_sos(48000), K_WEIGHTING_48K)
 
 
-@pytest.mark.parametrize(("frequency", "gain_db"), [
-    (20, -13.2754), (50, -3.9341), (100, -1.1335), (997, 0.6910), (1000, 0.6977), (2000, 3.0713),
-    (5000, 4.0134), (10000, 4.0419)])
+@pytest.mark.parametrize(
+    ("frequency", "gain_db"),
+    [
+        (20, -13.2754),
+        (50, -3.9341),
+        (100, -1.1335),
+        (997, 0.6910),
+        (1000, 0.6977),
+        (2000, 3.0713),
+        (5000, 4.0134),
+        (10000, 4.0419),
+    ],
+)
 def test_k_weighting_gain(frequency, gain_db):
     _, response = scipy.signal.sosfreqz(k_weighting_sos(48000), worN=[frequency], fs=48000)
     assert 20 * np.log10(np.abs(response[0])) == pytest.approx(gain_db, abs=1e-4)
@@ -156,20 +166,28 @@ def varied_signals():
     fs = 44100
     t = np.arange(10 * fs) / fs
     add("white noise", fs, 0.1 * rng.standard_normal((2, t.size)))
-    pink = np.fft.irfft(np.fft.rfft(rng.standard_normal((2, t.size))) / np.sqrt(np.maximum(
-        np.fft.rfftfreq(t.size, 1 / fs), 20.0)))
+    pink = np.fft.irfft(
+        np.fft.rfft(rng.standard_normal((2, t.size))) / np.sqrt(np.maximum(np.fft.rfftfreq(t.size, 1 / fs), 20.0))
+    )
     add("pink noise", fs, 0.5 * pink / np.abs(pink).max())
-    add("tone mixture", fs, np.stack([
-        0.2 * np.sin(2 * np.pi * 60 * t) + 0.1 * np.sin(2 * np.pi * 3000 * t + 1),
-        0.15 * np.sin(2 * np.pi * 440 * t) + 0.05 * np.sin(2 * np.pi * 12000 * t)]))
+    add(
+        "tone mixture",
+        fs,
+        np.stack(
+            [
+                0.2 * np.sin(2 * np.pi * 60 * t) + 0.1 * np.sin(2 * np.pi * 3000 * t + 1),
+                0.15 * np.sin(2 * np.pi * 440 * t) + 0.05 * np.sin(2 * np.pi * 12000 * t),
+            ]
+        ),
+    )
     bursts = np.zeros((2, t.size))
     for onset in rng.integers(0, t.size - fs // 2, 40):
         n = fs // 4
-        bursts[:, onset:onset + n] += rng.standard_normal((2, n)) * np.exp(-np.arange(n) / (0.03 * fs))
+        bursts[:, onset : onset + n] += rng.standard_normal((2, n)) * np.exp(-np.arange(n) / (0.03 * fs))
     add("percussive bursts", fs, 0.3 * bursts)
     gaps = 0.2 * rng.standard_normal((2, t.size))
-    gaps[:, 2 * fs:5 * fs] = 0.0
-    gaps[:, 7 * fs:8 * fs] *= 1e-4
+    gaps[:, 2 * fs : 5 * fs] = 0.0
+    gaps[:, 7 * fs : 8 * fs] *= 1e-4
     add("silence gaps", fs, gaps)
     add("mono sweep", fs, 0.5 * scipy.signal.chirp(t, 20, t[-1], 20000, method="logarithmic"))
     fs = 48000
@@ -204,8 +222,7 @@ def test_agrees_with_pyloudnorm_deman_and_float64_reference(signals):
 def test_sample_rate_not_a_multiple_of_ten_hz():
     fs = 11025
     x = np.random.default_rng(3).standard_normal((2, 11 * fs + 17)) * 0.1
-    assert float(integrated_loudness(torch.from_numpy(x), fs)) == pytest.approx(
-        reference_integrated(x, fs), abs=1e-9)
+    assert float(integrated_loudness(torch.from_numpy(x), fs)) == pytest.approx(reference_integrated(x, fs), abs=1e-9)
     assert momentary_loudness(torch.from_numpy(x), fs).shape == (107,)
 
 
@@ -283,7 +300,8 @@ def test_channel_weights():
     five = integrated_loudness(x[[0, 1, 2, 4, 5]], fs)
     assert float(six) == pytest.approx(float(five), abs=1e-9)
     assert float(Loudness(fs, channel_weights=torch.ones(6))(x)) == pytest.approx(
-        float(integrated_loudness(x, fs, channel_weights=[1.0] * 6)), abs=1e-9)
+        float(integrated_loudness(x, fs, channel_weights=[1.0] * 6)), abs=1e-9
+    )
     with pytest.raises(ValueError, match="channel_weights has 2 values"):
         integrated_loudness(x, fs, channel_weights=[1.0, 1.0])
     with pytest.raises(ValueError, match="channel_weights must be finite"):
@@ -322,7 +340,7 @@ def test_summary():
     assert summary["lra"] == pytest.approx(0.0, abs=0.01)
     assert summary["sample_peak_dbfs"] == pytest.approx(-23.0, abs=0.01)
     assert -23.01 < summary["true_peak_dbtp"] < -22.95
-    short = loudness_summary(x[0, : fs], fs)
+    short = loudness_summary(x[0, :fs], fs)
     assert short["lra"] is None
     silent = loudness_summary(torch.zeros(2, fs), fs)
     assert silent["integrated_lufs"] == -math.inf and silent["true_peak_dbtp"] == -math.inf

@@ -61,8 +61,9 @@ def test_more_than_five_channels_need_channel_weights(tmp_path):
     refused = run(six, six, "--loudness", "--no-bands")
     assert refused.returncode == 2 and "channel_weights" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
-    weighted = run(six, six, "--loudness", "--no-bands", "--json",
-                   "--channel-weights", "1", "1", "1", "0", "1.41", "1.41")
+    weighted = run(
+        six, six, "--loudness", "--no-bands", "--json", "--channel-weights", "1", "1", "1", "0", "1.41", "1.41"
+    )
     assert weighted.returncode == 0, weighted.stderr
     # five weighted channels of a -23 dBFS 1 kHz sine (LFE at 0): -0.691 + 10 log10(sum G A^2 / 2) + K(1 kHz)
     expected = -0.691 + 10 * np.log10((3 + 2 * 1.41) * 10 ** (-23 / 10) / 2) + 0.6977

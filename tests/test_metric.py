@@ -71,9 +71,7 @@ def test_broadband_matches_distortion_residual(name, shape, dtype):
     np.testing.assert_allclose(drl_db(x, y).double().numpy(), expected, atol=1e-4)
 
 
-@pytest.mark.parametrize(
-    "shape, channel_shape", [((4000,), ()), ((2, 4000), (2,)), ((3, 2, 4000), (3, 2))]
-)
+@pytest.mark.parametrize("shape, channel_shape", [((4000,), ()), ((2, 4000), (2,)), ((3, 2, 4000), (3, 2))])
 def test_output_contract(shape, channel_shape):
     x = noise(*shape)
     y = torch.tanh(3 * x)

@@ -28,13 +28,13 @@ def reference_nmr(x: np.ndarray, y: np.ndarray, rate: int, level_db: float = 75.
     hz = np.array([frequency[[b == k for b in band_of]].mean() for k in range(bands)])
     z = np.array([rate_bark[[b == k for b in band_of]].mean() for k in range(bands)])
     khz = np.maximum(hz, 20.0) / 1000
-    quiet = 10 ** ((3.64 * khz ** -0.8 - 6.5 * np.exp(-0.6 * (khz - 3.3) ** 2) + 1e-3 * khz ** 4) / 10)
+    quiet = 10 ** ((3.64 * khz**-0.8 - 6.5 * np.exp(-0.6 * (khz - 3.3) ** 2) + 1e-3 * khz**4) / 10)
     tau = 0.008 + 0.022 * 100 / hz
     decay = np.exp(-(hop / rate) / tau)
     bin_weight = np.full(n // 2 + 1, 2.0)
     bin_weight[0] = bin_weight[-1] = 1.0
-    bin_weight /= n * np.sum(window ** 2)
-    calibration = 10 ** (level_db / 10) / np.mean(x ** 2)
+    bin_weight /= n * np.sum(window**2)
+    calibration = 10 ** (level_db / 10) / np.mean(x**2)
     out = []
     for xc, yc in zip(x, y):
         track_gain = np.dot(xc, yc) / np.dot(xc, xc)
@@ -43,8 +43,8 @@ def reference_nmr(x: np.ndarray, y: np.ndarray, rate: int, level_db: float = 75.
         frames = 1 + len(xc) // hop
         spread_frames, residuals, gains = [], [], []
         for k in range(frames):
-            X = np.fft.rfft(xp[k * hop:k * hop + n] * window)
-            Y = np.fft.rfft(yp[k * hop:k * hop + n] * window)
+            X = np.fft.rfft(xp[k * hop : k * hop + n] * window)
+            Y = np.fft.rfft(yp[k * hop : k * hop + n] * window)
             power = np.sum(np.abs(X) ** 2)
             g = np.sum((np.conj(X) * Y).real) / power if power > 0 else track_gain
             if abs(g) < 0.01 * abs(track_gain):
@@ -69,7 +69,7 @@ def reference_nmr(x: np.ndarray, y: np.ndarray, rate: int, level_db: float = 75.
         for k in range(frames):
             held = spread_frames[k].copy()
             for m in range(1, min(8, k) + 1):
-                held = np.maximum(held, spread_frames[k - m] * decay ** m)
+                held = np.maximum(held, spread_frames[k - m] * decay**m)
             ratios.append(residuals[k] / (gains[k] ** 2 * (held + quiet)))
         out.append(10 * np.log10(np.mean(ratios)))
     return np.array(out)
@@ -80,8 +80,10 @@ def music_like(seconds: float, rate: int = RATE, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     t = torch.arange(int(seconds * rate), dtype=torch.float64) / rate
     envelope = 0.6 + 0.4 * torch.sin(2 * math.pi * 1.5 * t) ** 2
-    tone = sum(a * torch.sin(2 * math.pi * f * t + p) for a, f, p in ((0.5, 110, 0.0), (0.25, 220, 1.0),
-                                                                        (0.12, 660, 2.0), (0.06, 1320, 0.5)))
+    tone = sum(
+        a * torch.sin(2 * math.pi * f * t + p)
+        for a, f, p in ((0.5, 110, 0.0), (0.25, 220, 1.0), (0.12, 660, 2.0), (0.06, 1320, 0.5))
+    )
     left = envelope * tone + 0.01 * torch.randn(t.shape, generator=g, dtype=torch.float64)
     right = 0.8 * envelope * tone + 0.01 * torch.randn(t.shape, generator=g, dtype=torch.float64)
     return torch.stack([left, right])

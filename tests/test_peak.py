@@ -18,7 +18,7 @@ def faded_sine(sample_rate, frequency, amplitude, phase_deg, seconds=3.0, fade_s
     fade = round(fade_s * sample_rate)
     ramp = 0.5 - 0.5 * np.cos(np.pi * np.arange(fade) / fade)
     x[:fade] *= ramp
-    x[n - fade:] *= ramp[::-1]
+    x[n - fade :] *= ramp[::-1]
     return torch.from_numpy(x)
 
 
@@ -45,7 +45,14 @@ def test_ebu_true_peak_cases(case, sample_rate):
 
 def test_factors():
     assert [oversampling_factor(fs) for fs in (8000, 44100, 48000, 95999, 96000, 192000, 384000)] == [
-        4, 4, 4, 4, 2, 1, 1]
+        4,
+        4,
+        4,
+        4,
+        2,
+        1,
+        1,
+    ]
     x = torch.randn(2, 1000, dtype=torch.float64)
     same, factor = true_peak_oversample(x, 192000)
     assert factor == 1 and torch.equal(same, x)

@@ -21,16 +21,33 @@ def section(lufs, drl, bands=None, **extra):
     """One "input"/"output" section as tuning.results.track_metrics writes it."""
     if bands is None:
         bands = [None] * 3 if drl is None else [drl + 1.0, drl - 2.0, drl + 3.0]
-    return {"integrated_lufs": lufs, "true_peak_dbtp": -1.02, "sample_peak_dbfs": -1.1, "lra": 4.5,
-            "drl_db": drl, "band_drl_db": dict(zip(BANDS, bands)), **extra}
+    return {
+        "integrated_lufs": lufs,
+        "true_peak_dbtp": -1.02,
+        "sample_peak_dbfs": -1.1,
+        "lra": 4.5,
+        "drl_db": drl,
+        "band_drl_db": dict(zip(BANDS, bands)),
+        **extra,
+    }
 
 
-def job_metrics(target, tuned_lufs, tuned_drl, base_lufs, base_drl, on_target=True, output_extra=None,
-                baseline_extra=None):
+def job_metrics(
+    target, tuned_lufs, tuned_drl, base_lufs, base_drl, on_target=True, output_extra=None, baseline_extra=None
+):
     """A metrics.json as TuningModule.finalize + train.py write it."""
-    baseline = {"drl_db": base_drl, "lufs": base_lufs, "true_peak_dbtp": -1.01, "gain_db": 4.2,
-                "ceiling_db": -1.02, "release_ms": 10.0, "lookahead_ms": 1.0, "true_peak": True,
-                "grid": [{"release_ms": 10.0, "lookahead_ms": 1.0, "drl_db": base_drl}], **(baseline_extra or {})}
+    baseline = {
+        "drl_db": base_drl,
+        "lufs": base_lufs,
+        "true_peak_dbtp": -1.01,
+        "gain_db": 4.2,
+        "ceiling_db": -1.02,
+        "release_ms": 10.0,
+        "lookahead_ms": 1.0,
+        "true_peak": True,
+        "grid": [{"release_ms": 10.0, "lookahead_ms": 1.0, "drl_db": base_drl}],
+        **(baseline_extra or {}),
+    }
     output = section(tuned_lufs, tuned_drl, **(output_extra or {}))
     return {
         "input": section(-23.0, -120.0, [-120.0] * 3),
@@ -63,10 +80,17 @@ def sweep(tmp_path):
     root = tmp_path / "multirun" / "2026-11-30" / "01-02-03"
     root.mkdir(parents=True)
     (root / "multirun.yaml").write_text("hydra: {}\n")
-    for job, target, drl_tuned, drl_base in (("0", -10.0, -30.0, -24.0), ("1", -18.0, -52.0, -50.0),
-                                             ("2", -14.0, -41.0, -37.5)):
-        write_job(root, job, job_metrics(target, target + 0.003, drl_tuned, target - 0.004, drl_base,
-                                         on_target=target != -10.0), override=f"target.lufs={target:g}")
+    for job, target, drl_tuned, drl_base in (
+        ("0", -10.0, -30.0, -24.0),
+        ("1", -18.0, -52.0, -50.0),
+        ("2", -14.0, -41.0, -37.5),
+    ):
+        write_job(
+            root,
+            job,
+            job_metrics(target, target + 0.003, drl_tuned, target - 0.004, drl_base, on_target=target != -10.0),
+            override=f"target.lufs={target:g}",
+        )
     # Hydra's own folders are skipped even if something there is called metrics.json
     (root / "1" / ".hydra" / "metrics.json").write_text("not json")
     return root
@@ -108,10 +132,16 @@ def test_report_csv_and_png(sweep, capsys):
 
 def test_every_logged_drl_measure_gets_columns(tmp_path):
     frame = {"frame_drl_db": -44.0, "frame_drl_percent": 0.6, "series_drl_db": [-40.0, -41.0]}
-    write_job(tmp_path, "0", job_metrics(-14.0, -14.0, -40.0, -14.0, -38.0, output_extra=frame,
-                                         baseline_extra={"frame_drl_db": -42.5}))
-    write_job(tmp_path, "1", job_metrics(-12.0, -12.0, -35.0, -12.0, -31.0,
-                                         output_extra={"frame_drl_db": {"p50": -50.0, "p95": -38.0}}))
+    write_job(
+        tmp_path,
+        "0",
+        job_metrics(-14.0, -14.0, -40.0, -14.0, -38.0, output_extra=frame, baseline_extra={"frame_drl_db": -42.5}),
+    )
+    write_job(
+        tmp_path,
+        "1",
+        job_metrics(-12.0, -12.0, -35.0, -12.0, -31.0, output_extra={"frame_drl_db": {"p50": -50.0, "p95": -38.0}}),
+    )
     rows = collect(tmp_path)
     assert rows[0]["tuned_frame_drl_db"] == -44.0 and rows[0]["baseline_frame_drl_db"] == -42.5
     assert rows[0]["tuned_frame_drl_percent"] == 0.6
@@ -212,13 +242,16 @@ def empty(root):
     (root / "0").mkdir()
 
 
-@pytest.mark.parametrize("make, message", [
-    (bad_json, "is not valid JSON"),
-    (not_an_object, "expected a JSON object"),
-    (missing_key, "no 'output.drl_db'"),
-    (text_value, "target.lufs should be a number"),
-    (empty, "no metrics.json under"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (bad_json, "is not valid JSON"),
+        (not_an_object, "expected a JSON object"),
+        (missing_key, "no 'output.drl_db'"),
+        (text_value, "target.lufs should be a number"),
+        (empty, "no metrics.json under"),
+    ],
+)
 def test_bad_sweeps(tmp_path, capsys, make, message):
     make(tmp_path)
     with pytest.raises(ValueError, match=message):
@@ -274,12 +307,19 @@ def test_multirun_callback(tmp_path):
     (tmp_path / "app.py").write_text(HYDRA_APP)
     (tmp_path / "template.json").write_text(json.dumps(job_metrics(-14.0, -14.0, -40.0, -14.0, -38.0)))
     sweep = tmp_path / "sweep"
-    command = [sys.executable, str(tmp_path / "app.py"), "-m", "+lufs=-14,-11",
-               f"+template={tmp_path / 'template.json'}", f"hydra.sweep.dir={sweep}",
-               "+hydra.callbacks.pareto._target_=tuning.report.ParetoCallback"]
+    command = [
+        sys.executable,
+        str(tmp_path / "app.py"),
+        "-m",
+        "+lufs=-14,-11",
+        f"+template={tmp_path / 'template.json'}",
+        f"hydra.sweep.dir={sweep}",
+        "+hydra.callbacks.pareto._target_=tuning.report.ParetoCallback",
+    ]
     root = Path(__file__).resolve().parents[1]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=root,
-                          env={**os.environ, "PYTHONPATH": str(root)})
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=120, cwd=root, env={**os.environ, "PYTHONPATH": str(root)}
+    )
     assert done.returncode == 0, done.stderr
     rows = read_csv(sweep / "pareto.csv")
     assert [float(r["tuned_drl_db"]) for r in rows] == [-40.0, -31.0]
@@ -312,7 +352,8 @@ def test_plots_every_measure_a_run_logs(tmp_path):
         assert {f"{who}_frame_drl_db", f"{who}_objective_drl_db", f"{who}_band_drl_db/200_2000"} <= set(rows[0])
     by_job = {r["job"]: r for r in rows}
     assert by_job["1"]["tuned_frame_drl_db"] == pytest.approx(
-        float(distortion_measures(x, torch.tanh(4 * x) / 4, rate, weights)["frame_drl_db"]), abs=1e-5)
+        float(distortion_measures(x, torch.tanh(4 * x) / 4, rate, weights)["frame_drl_db"]), abs=1e-5
+    )
     assert rows[0]["baseline_objective_drl_db"] != rows[0]["baseline_drl_db"]
     groups = _measure_groups(rows)
     assert {"band_drl_db", "frame_drl_db", "objective_drl_db"} <= set(groups)

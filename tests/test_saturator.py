@@ -85,8 +85,10 @@ def test_oversampled_path_is_aligned(factor):
 def test_gradcheck_input_and_every_parameter(oversample):
     torch.manual_seed(0)
     x = (torch.randn(2, 1, 12, dtype=torch.float64) * 0.5).requires_grad_()
-    params = [torch.tensor(v, dtype=torch.float64, requires_grad=True)
-              for v in ([6.0, 18.0], [0.2, -0.5], [0.7, 1.0], [-2.0, 3.0])]
+    params = [
+        torch.tensor(v, dtype=torch.float64, requires_grad=True)
+        for v in ([6.0, 18.0], [0.2, -0.5], [0.7, 1.0], [-2.0, 3.0])
+    ]
 
     def run(x, *p):
         return functional.saturate(x, *p, oversample=oversample, unity_gain=True)

@@ -31,7 +31,7 @@ def test_dc_offset_goes_without_a_transient_and_the_music_stays():
     music = 0.3 * torch.sin(2 * math.pi * 100.0 * t + 1.0)
     with_offset = Subsonic(RATE)(music + 0.41)
     # 100 Hz at a 20 Hz cutoff: r^8 / (1 + r^8), r = 5: -2e-5 dB
-    assert float((with_offset - music)[RATE // 4:-RATE // 4].abs().max()) < 1e-6
+    assert float((with_offset - music)[RATE // 4 : -RATE // 4].abs().max()) < 1e-6
     # the offset leaves no trace, at the ends either (odd reflection would put a step of 0.5 there)
     assert float((with_offset - Subsonic(RATE)(music)).abs().max()) < 1e-9
     assert float(Subsonic(RATE)(torch.full((2, 5000), 0.41, dtype=torch.float64)).abs().max()) < 1e-12

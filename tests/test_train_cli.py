@@ -12,8 +12,14 @@ import train as train_script
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = [
-    "experiment=quick", "data.track.duration_s=4.0", "data.crop_s=1.0", "data.crops_per_batch=2",
-    "trainer.max_steps=3", "data.batches_per_epoch=3", "logger=csv", "~callbacks",
+    "experiment=quick",
+    "data.track.duration_s=4.0",
+    "data.crop_s=1.0",
+    "data.crops_per_batch=2",
+    "trainer.max_steps=3",
+    "data.batches_per_epoch=3",
+    "logger=csv",
+    "~callbacks",
 ]
 
 
@@ -68,8 +74,7 @@ def test_unreadable_empty_silent_nan(monkeypatch, capsys, tmp_path, audio_file):
         (junk, "cannot read"),
         (audio_file("empty.wav", np.zeros((0, 2), np.float32)), "empty"),
         (audio_file("silent.wav", np.zeros((44100 * 4, 2), np.float32)), "silent"),
-        (audio_file("nan.wav", np.where(np.arange(44100 * 4)[:, None] == 7, np.nan, 0.1).repeat(2, 1)),
-         "non-finite"),
+        (audio_file("nan.wav", np.where(np.arange(44100 * 4)[:, None] == 7, np.nan, 0.1).repeat(2, 1)), "non-finite"),
     ]
     for path, word in cases:
         code, _, err = run_main(monkeypatch, capsys, tmp_path, "data=file", f"data.path={path}")
@@ -99,8 +104,16 @@ def test_target_that_cannot_be_met(monkeypatch, capsys, tmp_path):
     code, _, err = run_main(monkeypatch, capsys, tmp_path, "target.lufs=-2")
     assert_one_line_error(code, err, "cannot be met")
     # allowed by the ceiling rule, but beyond what the limiter can reach on this track
-    code, _, err = run_main(monkeypatch, capsys, tmp_path, *QUICK, "target.lufs=-4.5", "target.ceiling_dbtp=-1",
-                            "baseline.release_ms=[1000.0]", "baseline.lookahead_ms=[20.0]")
+    code, _, err = run_main(
+        monkeypatch,
+        capsys,
+        tmp_path,
+        *QUICK,
+        "target.lufs=-4.5",
+        "target.ceiling_dbtp=-1",
+        "baseline.release_ms=[1000.0]",
+        "baseline.lookahead_ms=[20.0]",
+    )
     assert_one_line_error(code, err, "cannot be met")
 
 
@@ -117,15 +130,19 @@ def test_train_py_subprocess(tmp_path):
     run_dir = tmp_path / "cli run"
     result = subprocess.run(
         [sys.executable, "train.py", *QUICK, f"hydra.run.dir={run_dir}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "loudness (LUFS)" in result.stdout and "gain + limiter: release" in result.stdout
     assert f"output folder: {run_dir}" in result.stdout
     for name in ("metrics.json", "tuned_params.yaml", "processed/demo.wav"):
         assert (run_dir / name).is_file()
-    again = subprocess.run([sys.executable, "train.py", "processor=nope"], cwd=ROOT, capture_output=True,
-                           text=True, timeout=120)
+    again = subprocess.run(
+        [sys.executable, "train.py", "processor=nope"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert again.returncode == 2 and len(again.stderr.strip().splitlines()) == 1
 
 

@@ -19,8 +19,14 @@ import train as train_script
 from tuning.audio import demo_track
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["experiment=quick", "data.crop_s=1.0", "data.crops_per_batch=2", "data.batches_per_epoch=2",
-        "logger=csv", "~callbacks.media"]
+TINY = [
+    "experiment=quick",
+    "data.crop_s=1.0",
+    "data.crops_per_batch=2",
+    "data.batches_per_epoch=2",
+    "logger=csv",
+    "~callbacks.media",
+]
 
 
 @pytest.fixture
@@ -41,8 +47,15 @@ def read_summary(path: Path) -> dict[str, dict]:
 
 @pytest.mark.slow
 def test_folder_per_track_each_file_meets_its_target(compose_config, tmp_path, folder):
-    cfg = compose_config(["data=folder", f"data.dir={folder}", *TINY, "trainer.max_steps=2",
-                          "callbacks.checkpoint.every_n_train_steps=1"])
+    cfg = compose_config(
+        [
+            "data=folder",
+            f"data.dir={folder}",
+            *TINY,
+            "trainer.max_steps=2",
+            "callbacks.checkpoint.every_n_train_steps=1",
+        ]
+    )
     results = train_script.train(cfg)
     run = tmp_path / "run"
     rows = read_summary(run / "summary.csv")
@@ -74,8 +87,16 @@ def test_folder_per_track_each_file_meets_its_target(compose_config, tmp_path, f
 def test_per_track_logs_hparams_params_and_media_per_file(compose_config, tmp_path, folder):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    cfg = compose_config(["data=folder", f"data.dir={folder}", *TINY, "trainer.max_steps=2", "logger=tensorboard",
-                          "+callbacks.media={_target_: tuning.callbacks.MediaLogger, excerpt_s: 1.0}"])
+    cfg = compose_config(
+        [
+            "data=folder",
+            f"data.dir={folder}",
+            *TINY,
+            "trainer.max_steps=2",
+            "logger=tensorboard",
+            "+callbacks.media={_target_: tuning.callbacks.MediaLogger, excerpt_s: 1.0}",
+        ]
+    )
     train_script.train(cfg)
     events = EventAccumulator(str(tmp_path / "run" / "tensorboard"), size_guidance={"images": 0, "audio": 0})
     events.Reload()
@@ -92,9 +113,21 @@ def test_per_track_logs_hparams_params_and_media_per_file(compose_config, tmp_pa
 def test_album_mode_on_two_ddp_cpu_processes(tmp_path, folder):
     run = tmp_path / "album"
     result = subprocess.run(
-        [sys.executable, "train.py", "data=folder", f"data.dir={folder}", "data.mode=shared", "trainer=ddp_cpu",
-         *TINY, "trainer.max_steps=2", f"hydra.run.dir={run}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "train.py",
+            "data=folder",
+            f"data.dir={folder}",
+            "data.mode=shared",
+            "trainer=ddp_cpu",
+            *TINY,
+            "trainer.max_steps=2",
+            f"hydra.run.dir={run}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert (run / "train_ddp_process_1.log").exists()  # a second process ran
@@ -115,13 +148,26 @@ def test_album_mode_on_two_ddp_cpu_processes(tmp_path, folder):
 def test_sweep_of_two_targets_and_its_report(tmp_path):
     sweep = tmp_path / "sweep"
     result = subprocess.run(
-        [sys.executable, "train.py", "-m", "target.lufs=-16,-12", "processor=limiter", *TINY,
-         "data.track.duration_s=3.0", "trainer.max_steps=2", f"hydra.sweep.dir={sweep}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "train.py",
+            "-m",
+            "target.lufs=-16,-12",
+            "processor=limiter",
+            *TINY,
+            "data.track.duration_s=3.0",
+            "trainer.max_steps=2",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    report = subprocess.run([sys.executable, "-m", "tuning.report", str(sweep)], cwd=ROOT, capture_output=True,
-                            text=True, timeout=120)
+    report = subprocess.run(
+        [sys.executable, "-m", "tuning.report", str(sweep)], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert report.returncode == 0, report.stderr
     assert (sweep / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with (sweep / "pareto.csv").open() as handle:
@@ -138,11 +184,13 @@ def test_sweep_of_two_targets_and_its_report(tmp_path):
 @pytest.mark.parametrize("mode", ["single", "per_track", "shared", "population"])
 def test_kill_and_resume_ends_like_an_uninterrupted_run(compose_config, tmp_path, folder, mode):
     compose_config()  # clears Hydra's global state afterwards
-    data = {"single": ["data.track.duration_s=3.0"],
-            "per_track": ["data=folder", f"data.dir={folder}"],
-            "shared": ["data=folder", f"data.dir={folder}", "data.mode=shared"],
-            # the checkpoint at step 4 comes after the exploit step of the validation at step 3
-            "population": ["data.track.duration_s=3.0", "search=population", "search.size=3"]}[mode]
+    data = {
+        "single": ["data.track.duration_s=3.0"],
+        "per_track": ["data=folder", f"data.dir={folder}"],
+        "shared": ["data=folder", f"data.dir={folder}", "data.mode=shared"],
+        # the checkpoint at step 4 comes after the exploit step of the validation at step 3
+        "population": ["data.track.duration_s=3.0", "search=population", "search.size=3"],
+    }[mode]
     base = [*TINY, *data, "data.batches_per_epoch=3", "callbacks.checkpoint.every_n_train_steps=2"]
 
     def run(name, *overrides):
@@ -174,7 +222,8 @@ def test_kill_and_resume_ends_like_an_uninterrupted_run(compose_config, tmp_path
         if mode == "population":
             assert again["population"]["winner"] == metrics["population"]["winner"]
             assert again["population"]["best_objective_drl_db"] == pytest.approx(
-                metrics["population"]["best_objective_drl_db"], abs=1e-4)
+                metrics["population"]["best_objective_drl_db"], abs=1e-4
+            )
         params = Path(name) / "tuned_params.yaml" if name else Path("tuned_params.yaml")
         a = yaml.safe_load((whole_dir / params).read_text())["stages"]
         b = yaml.safe_load((resumed_dir / params).read_text())["stages"]
@@ -199,8 +248,7 @@ def test_folder_mode_must_be_known(compose_config, folder):
 
 
 @pytest.mark.slow
-def test_a_track_with_dc_and_infrasound_is_conditioned_and_measured_against_that(compose_config, tmp_path,
-                                                                               capsys):
+def test_a_track_with_dc_and_infrasound_is_conditioned_and_measured_against_that(compose_config, tmp_path, capsys):
     import torch
 
     import drl

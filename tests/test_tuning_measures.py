@@ -32,8 +32,11 @@ def test_track_metrics_holds_every_measure():
 
 
 def test_plain_measures_nests_bands_and_drops_non_finite():
-    values = {"drl_db": torch.tensor(-20.0), "band_drl_db/20_200": torch.tensor(-30.0),
-              "frame_drl_db": torch.tensor(float("nan"))}
+    values = {
+        "drl_db": torch.tensor(-20.0),
+        "band_drl_db/20_200": torch.tensor(-30.0),
+        "frame_drl_db": torch.tensor(float("nan")),
+    }
     assert plain_measures(values) == {"drl_db": -20.0, "band_drl_db": {"20_200": -30.0}, "frame_drl_db": None}
 
 

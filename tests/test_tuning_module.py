@@ -71,12 +71,21 @@ def test_short_fit_meets_target_and_leaves_its_files(compose_config, tmp_path):
     events = EventAccumulator(str(run / "tensorboard"), size_guidance={"images": 0, "audio": 0})
     events.Reload()
     tags = events.Tags()
-    assert {"train/loss", "train/drl_db", "train/nmr_db", "train/lufs", "train/true_peak_dbtp", "val/lufs",
-            "val/drl_db", "val/nmr_db", "params/compressor.threshold_db", "hp/drl_db", "hp/nmr_db"} <= set(
-        tags["scalars"])
+    assert {
+        "train/loss",
+        "train/drl_db",
+        "train/nmr_db",
+        "train/lufs",
+        "train/true_peak_dbtp",
+        "val/lufs",
+        "val/drl_db",
+        "val/nmr_db",
+        "params/compressor.threshold_db",
+        "hp/drl_db",
+        "hp/nmr_db",
+    } <= set(tags["scalars"])
     assert {"audio/input", "audio/output", "audio/residual"} <= set(tags["audio"])
-    assert {"figures/compressor_curve", "figures/gain_reduction", "figures/residual_spectrum"} <= set(
-        tags["images"])
+    assert {"figures/compressor_curve", "figures/gain_reduction", "figures/residual_spectrum"} <= set(tags["images"])
 
 
 @pytest.mark.slow
@@ -90,10 +99,16 @@ def test_threshold_above_every_peak_still_reaches_target(compose_config):
     gain_db = -34.0 - stats.lufs
     threshold = stats.peak_dbfs + gain_db + 10.0
     assert threshold <= 0.0
-    cfg = compose_config([
-        *SHORT, "trainer.max_steps=4", "~callbacks", "target.lufs=-34", "target.ceiling_dbtp=-17",
-        f"processor.stages.compressor.threshold_db={threshold}",
-    ])
+    cfg = compose_config(
+        [
+            *SHORT,
+            "trainer.max_steps=4",
+            "~callbacks",
+            "target.lufs=-34",
+            "target.ceiling_dbtp=-17",
+            f"processor.stages.compressor.threshold_db={threshold}",
+        ]
+    )
     metrics = train(cfg)
     check_on_target(metrics, (-34.0, -17.0))
 

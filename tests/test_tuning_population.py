@@ -8,10 +8,18 @@ import torch
 from processors import Chain, Gain, Limiter
 from tuning.population import Population, exploit, starting_values
 
-START = {"gain.gain_db": 6.0, "compressor.ratio": 1.25, "compressor.attack_ms": 10.0,
-         "compressor.release_ms": 200.0, "limiter.release_ms": 10.0, "limiter.lookahead_ms": 5.0}
-TIMINGS = [{"compressor.attack_ms": 3.0, "compressor.release_ms": 60.0},
-           {"compressor.attack_ms": 30.0, "compressor.release_ms": 1000.0}]
+START = {
+    "gain.gain_db": 6.0,
+    "compressor.ratio": 1.25,
+    "compressor.attack_ms": 10.0,
+    "compressor.release_ms": 200.0,
+    "limiter.release_ms": 10.0,
+    "limiter.lookahead_ms": 5.0,
+}
+TIMINGS = [
+    {"compressor.attack_ms": 3.0, "compressor.release_ms": 60.0},
+    {"compressor.attack_ms": 30.0, "compressor.release_ms": 1000.0},
+]
 
 
 def test_starting_values_begin_with_the_single_start_and_spread_the_timings():
@@ -37,8 +45,9 @@ def test_exploit_replaces_the_worst_by_perturbed_copies_of_the_best():
     optimizer.step()
     before = {name: chain.param(name).detach().clone() for name in ("limiter.release_ms", "limiter.lookahead_ms")}
     scores = [-20.0, None, -30.0, -10.0]  # item 2 best, then 0; item 1 cannot reach the target
-    pairs = exploit(chain, optimizer, scores, Population(size=4, fraction=0.5, perturb=0.0),
-                    torch.Generator().manual_seed(0))
+    pairs = exploit(
+        chain, optimizer, scores, Population(size=4, fraction=0.5, perturb=0.0), torch.Generator().manual_seed(0)
+    )
     assert sorted(pairs) == [(1, 2), (3, 0)]  # the unreachable and the worst go, the best two are copied
     after = chain.values()
     assert after["limiter.release_ms"][1] == pytest.approx(float(before["limiter.release_ms"][2]))
@@ -48,19 +57,25 @@ def test_exploit_replaces_the_worst_by_perturbed_copies_of_the_best():
     raw = chain["gain"].raw["gain_db"]
     assert float(optimizer.state[raw]["exp_avg"][1]) == 0.0 and float(optimizer.state[raw]["exp_avg"][0]) != 0.0
     # with noise the copies move away from their sources, in the trained parameters only
-    pairs = exploit(chain, optimizer, [-10.0, -20.0, -30.0, -5.0], Population(size=4, perturb=0.5),
-                    torch.Generator().manual_seed(1))
+    pairs = exploit(
+        chain, optimizer, [-10.0, -20.0, -30.0, -5.0], Population(size=4, perturb=0.5), torch.Generator().manual_seed(1)
+    )
     assert sorted(pairs) == [(0, 1), (3, 2)]
     again = chain.values()
     assert again["limiter.release_ms"][3] != pytest.approx(again["limiter.release_ms"][2])
     assert again["limiter.lookahead_ms"][3] == again["limiter.lookahead_ms"][2]  # frozen: copied exactly
 
 
-@pytest.mark.parametrize("options, words", [
-    ({"size": 1}, "search.size"), ({"size": 4, "fraction": 0.9}, "search.fraction"),
-    ({"size": 4, "every": 0}, "search.every"), ({"size": 4, "perturb": -1.0}, "search.perturb"),
-    ({"size": 4, "lookahead_ms": (40.0,)}, "search.lookahead_ms"),
-])
+@pytest.mark.parametrize(
+    "options, words",
+    [
+        ({"size": 1}, "search.size"),
+        ({"size": 4, "fraction": 0.9}, "search.fraction"),
+        ({"size": 4, "every": 0}, "search.every"),
+        ({"size": 4, "perturb": -1.0}, "search.perturb"),
+        ({"size": 4, "lookahead_ms": (40.0,)}, "search.lookahead_ms"),
+    ],
+)
 def test_bad_options(options, words):
     with pytest.raises(ValueError, match=words):
         Population(**options)
@@ -70,9 +85,20 @@ def test_bad_options(options, words):
 def test_a_population_job_is_never_worse_than_its_first_candidate(compose_config, tmp_path):
     import train
 
-    cfg = compose_config(["experiment=quick", "data.track.duration_s=3.0", "data.crop_s=1.0",
-                          "data.crops_per_batch=1", "data.batches_per_epoch=2", "trainer.max_steps=4",
-                          "logger=csv", "~callbacks.media", "search=population", "search.size=4"])
+    cfg = compose_config(
+        [
+            "experiment=quick",
+            "data.track.duration_s=3.0",
+            "data.crop_s=1.0",
+            "data.crops_per_batch=1",
+            "data.batches_per_epoch=2",
+            "trainer.max_steps=4",
+            "logger=csv",
+            "~callbacks.media",
+            "search=population",
+            "search.size=4",
+        ]
+    )
     metrics = train.train(cfg)
     population = metrics["population"]
     assert metrics["on_target"] and population["size"] >= 2

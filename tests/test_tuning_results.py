@@ -47,8 +47,11 @@ def test_write_results(tmp_path, signals):
     values = {"gain.gain_db": 3.5, "limiter.release_ms": 40.0}
     paths = write_results(tmp_path, "song", y, RATE, values, metrics_for(x, y), "limiter")
     params = yaml.safe_load(paths["tuned_params"].read_text())
-    assert params == {"processor": "limiter", "subsonic": {"mode": "off"},
-                      "stages": {"gain": {"gain_db": 3.5}, "limiter": {"release_ms": 40.0}}}
+    assert params == {
+        "processor": "limiter",
+        "subsonic": {"mode": "off"},
+        "stages": {"gain": {"gain_db": 3.5}, "limiter": {"release_ms": 40.0}},
+    }
     audio, rate = sf.read(str(paths["processed"]), dtype="float32", always_2d=True)
     assert rate == RATE and paths["processed"].name == "song.wav"
     assert torch.allclose(torch.from_numpy(audio.T), y, atol=1e-7)
@@ -56,8 +59,10 @@ def test_write_results(tmp_path, signals):
     assert saved["baseline_drl_db"] == -20.0 and saved["output"]["integrated_lufs"] < 0
     with pytest.raises(ValueError, match="refusing to overwrite"):
         write_results(tmp_path, "song", y, RATE, values, metrics_for(x, y))
-    conditioned = {**metrics_for(x, y), "conditioning": {"subsonic": True, "cutoff_hz": 20.0,
-                                                          "dc_offset": 0.3, "infrasound_share": 0.4}}
+    conditioned = {
+        **metrics_for(x, y),
+        "conditioning": {"subsonic": True, "cutoff_hz": 20.0, "dc_offset": 0.3, "infrasound_share": 0.4},
+    }
     paths = write_results(tmp_path / "dc", "song", y, RATE, values, conditioned, "limiter")
     assert yaml.safe_load(paths["tuned_params"].read_text())["subsonic"] == {"mode": "on", "cutoff_hz": 20.0}
     assert "input below 20 Hz" in summary_table(conditioned, values)
@@ -80,7 +85,7 @@ def test_nested_settings_and_table(signals):
 
 def test_media_helpers():
     audio = torch.zeros(2, RATE * 6)
-    audio[:, RATE * 3: RATE * 4] = 0.5
+    audio[:, RATE * 3 : RATE * 4] = 0.5
     part = loudest_excerpt(audio, RATE, 2.0)
     assert part.stop - part.start == 2 * RATE and part.start <= 3 * RATE < 4 * RATE <= part.stop
     tone = torch.sin(2 * torch.pi * 1000 * torch.arange(RATE) / RATE)[None]

@@ -37,8 +37,12 @@ def track():
 def test_solve_target_ends_on_target(track):
     target = Target(-12.0, -1.0)
     # a sample-peak limiter lets inter-sample peaks through: the solve lowers its ceiling until they fit
-    chain = Chain({"gain": Gain(44100), "limiter": Limiter(44100, ceiling_db=-1.0, release_ms=20.0,
-                                                            lookahead_ms=1.0, true_peak=False)})
+    chain = Chain(
+        {
+            "gain": Gain(44100),
+            "limiter": Limiter(44100, ceiling_db=-1.0, release_ms=20.0, lookahead_ms=1.0, true_peak=False),
+        }
+    )
     solution = solve_target(chain, track.audio, 44100, target, "gain.gain_db", "limiter.ceiling_db")
     assert abs(float(drl.integrated_loudness(solution.output, 44100)) - target.lufs) <= 0.02
     assert float(drl.true_peak(solution.output, 44100).amax()) <= target.ceiling_dbtp + 1e-3
@@ -72,8 +76,9 @@ def test_baseline_searches_two_stage_releases_and_a_batch_takes_one_structure(tr
     from tuning.baseline import of_structure
 
     target = Target(-12.0, -1.0)
-    result = run_baseline(track.audio, 44100, target, release_ms=[5.0], lookahead_ms=[2.0],
-                          slow_release_ms=[None, 400.0])
+    result = run_baseline(
+        track.audio, 44100, target, release_ms=[5.0], lookahead_ms=[2.0], slow_release_ms=[None, 400.0]
+    )
     assert [p["slow_release_ms"] for p in result["grid"]] == [None, 400.0]
     assert result["slow_release_ms"] in (None, 400.0)
     for two_stage in (False, True):
@@ -95,22 +100,28 @@ def test_choose_start_keeps_the_best_start_that_reaches_the_target(track):
 
     slow = {"limiter.release_ms": 1000.0, "limiter.lookahead_ms": 20.0}
     spec = ProcessorSpec(
-        {"gain": functools.partial(Gain, gain_db="auto"),
-         "limiter": functools.partial(Limiter, ceiling_db=-1.0, release_ms=20.0, lookahead_ms=2.0, true_peak=True)},
-        frozen=["limiter.ceiling_db"], level_param="gain.gain_db", ceiling_param="limiter.ceiling_db",
+        {
+            "gain": functools.partial(Gain, gain_db="auto"),
+            "limiter": functools.partial(Limiter, ceiling_db=-1.0, release_ms=20.0, lookahead_ms=2.0, true_peak=True),
+        },
+        frozen=["limiter.ceiling_db"],
+        level_param="gain.gain_db",
+        ceiling_param="limiter.ceiling_db",
         starts=[slow, {"limiter.release_ms": 200.0}],
     )
     target = Target(-6.0, -1.0)  # too loud for the slow start: it holds the gain down
     objective = Objective(44100, target, LossWeights())
-    processor, scored = choose_start(spec, track.audio, 44100, target, {"gain_db": 10.0}, objective.measure,
-                                     tol_lu=0.01)
+    processor, scored = choose_start(
+        spec, track.audio, 44100, target, {"gain_db": 10.0}, objective.measure, tol_lu=0.01
+    )
     assert [s["values"] for s in scored] == [{}, slow, {"limiter.release_ms": 200.0}]
     scores = [s["objective_drl_db"] for s in scored]
     assert scores[1] is None and scores[0] is not None and scores[2] is not None
     output = processor(track.audio)
     assert float(drl.integrated_loudness(output, 44100)) == pytest.approx(-6.0, abs=0.01)
     assert float(objective.measure(track.audio, output)["objective_drl_db"]) == pytest.approx(
-        min(scores[0], scores[2]), abs=1e-6)
+        min(scores[0], scores[2]), abs=1e-6
+    )
     with pytest.raises(ValueError, match="cannot be met"):
         choose_start(spec, track.audio, 44100, Target(-3.0, 0.0), {"gain_db": 10.0}, objective.measure, 0.01)
     with pytest.raises(ValueError, match="names no stage"):

@@ -8,6 +8,19 @@ from tuning.objective import LossWeights, Objective, Target
 from tuning.solve import Solution, find_gain, solve_target
 
 __all__ = [
-    "Track", "demo_track", "load_track", "run_baseline", "ProcessorSpec", "level_statistics", "suggest_settings",
-    "Item", "TuningModule", "LossWeights", "Objective", "Target", "Solution", "find_gain", "solve_target",
+    "Track",
+    "demo_track",
+    "load_track",
+    "run_baseline",
+    "ProcessorSpec",
+    "level_statistics",
+    "suggest_settings",
+    "Item",
+    "TuningModule",
+    "LossWeights",
+    "Objective",
+    "Target",
+    "Solution",
+    "find_gain",
+    "solve_target",
 ]

@@ -218,8 +218,9 @@ def step_generator(seed: int, step: int, rank: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(mixed)
 
 
-def draw_crop_starts(segments: list[tuple[int, int]], crop_samples: int, count: int,
-                     generator: torch.Generator, hop: int = 64) -> torch.Tensor:
+def draw_crop_starts(
+    segments: list[tuple[int, int]], crop_samples: int, count: int, generator: torch.Generator, hop: int = 64
+) -> torch.Tensor:
     """``count`` random crop starts (int64) inside the ``segments`` [(offset, length) in samples] of a track,
     every crop within one segment, each whole-``hop`` start position equally likely."""
     per_segment = torch.tensor([(length - crop_samples) // hop + 1 for _, length in segments], dtype=torch.int64)
@@ -254,11 +255,15 @@ def load_folder(folder: str | Path) -> list[Track]:
     first = tracks[0]
     for track in tracks[1:]:
         if track.sample_rate != first.sample_rate:
-            raise ValueError(f"tracks in one job need one sample rate: '{track.name}' is {track.sample_rate} Hz, "
-                             f"'{first.name}' {first.sample_rate} Hz")
+            raise ValueError(
+                f"tracks in one job need one sample rate: '{track.name}' is {track.sample_rate} Hz, "
+                f"'{first.name}' {first.sample_rate} Hz"
+            )
         if track.audio.shape[0] != first.audio.shape[0]:
-            raise ValueError(f"tracks in one job need one channel count: '{track.name}' has "
-                             f"{track.audio.shape[0]}, '{first.name}' {first.audio.shape[0]}")
+            raise ValueError(
+                f"tracks in one job need one channel count: '{track.name}' has "
+                f"{track.audio.shape[0]}, '{first.name}' {first.audio.shape[0]}"
+            )
     if len({t.name for t in tracks}) != len(tracks):
         raise ValueError(f"two files in {folder} share a name without extension: outputs would collide")
     return tracks
@@ -285,8 +290,10 @@ def join_tracks(tracks: list[Track], gap_s: float = 1.0) -> tuple[Track, list[tu
 
 def infrasound_report(audio: torch.Tensor, sample_rate: int) -> dict:
     """{"dc_offset": the largest |DC offset| of a channel, "infrasound_share": share of energy below 20 Hz}."""
-    return {"dc_offset": float(dc_offset(audio).abs().max()),
-            "infrasound_share": float(infrasound_share(audio, sample_rate))}
+    return {
+        "dc_offset": float(dc_offset(audio).abs().max()),
+        "infrasound_share": float(infrasound_share(audio, sample_rate)),
+    }
 
 
 def needs_subsonic(audio: torch.Tensor, sample_rate: int, report: dict | None = None) -> bool:
@@ -312,10 +319,15 @@ def condition_track(track: Track, mode: str = "auto", cutoff_hz: float = 20.0) -
     apply = mode == "on" or (mode == "auto" and needs_subsonic(track.audio, track.sample_rate, report))
     warning = None
     if report["infrasound_share"] > INFRASOUND_WARN or report["dc_offset"] > DC_WARN:
-        action = (f"removed by a zero-phase high-pass at {cutoff_hz:g} Hz before tuning" if apply
-                  else "kept (subsonic.mode=off): it takes headroom from the limiter and dominates DRL")
-        warning = (f"'{track.name}' has {100 * report['infrasound_share']:.0f} % of its energy below 20 Hz and a DC "
-                   f"offset of {report['dc_offset']:.3f}; {action}")
+        action = (
+            f"removed by a zero-phase high-pass at {cutoff_hz:g} Hz before tuning"
+            if apply
+            else "kept (subsonic.mode=off): it takes headroom from the limiter and dominates DRL"
+        )
+        warning = (
+            f"'{track.name}' has {100 * report['infrasound_share']:.0f} % of its energy below 20 Hz and a DC "
+            f"offset of {report['dc_offset']:.3f}; {action}"
+        )
     report.update(subsonic=apply, cutoff_hz=cutoff_hz if apply else None, warning=warning)
     if apply:
         audio = subsonic(track.audio, track.sample_rate, cutoff_hz).to(track.audio.dtype).contiguous()

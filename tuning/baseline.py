@@ -16,15 +16,30 @@ from tuning.results import plain_measures
 from tuning.solve import TOL_LU, solve_target
 
 
-def baseline_chain(sample_rate: int, gain_db: float, ceiling_db: float, release_ms: float, lookahead_ms: float,
-                   true_peak: bool = True, slow_release_ms: float | None = None) -> Chain:
+def baseline_chain(
+    sample_rate: int,
+    gain_db: float,
+    ceiling_db: float,
+    release_ms: float,
+    lookahead_ms: float,
+    true_peak: bool = True,
+    slow_release_ms: float | None = None,
+) -> Chain:
     """The baseline's processor: Gain -> Limiter with these settings (``slow_release_ms``: the two-stage
     release's slow stage, None for a single release)."""
-    return Chain({
-        "gain": Gain(sample_rate, gain_db=gain_db),
-        "limiter": Limiter(sample_rate, ceiling_db=ceiling_db, release_ms=release_ms, lookahead_ms=lookahead_ms,
-                           true_peak=true_peak, slow_release_ms=slow_release_ms),
-    })
+    return Chain(
+        {
+            "gain": Gain(sample_rate, gain_db=gain_db),
+            "limiter": Limiter(
+                sample_rate,
+                ceiling_db=ceiling_db,
+                release_ms=release_ms,
+                lookahead_ms=lookahead_ms,
+                true_peak=true_peak,
+                slow_release_ms=slow_release_ms,
+            ),
+        }
+    )
 
 
 def run_baseline(
@@ -51,8 +66,10 @@ def run_baseline(
     Raises ValueError when no grid point reaches the target (the target cannot be met).
     """
     if not release_ms or not lookahead_ms or not slow_release_ms:
-        raise ValueError("baseline.release_ms, baseline.lookahead_ms and baseline.slow_release_ms need at least "
-                         "one value each (null in slow_release_ms: a single release)")
+        raise ValueError(
+            "baseline.release_ms, baseline.lookahead_ms and baseline.slow_release_ms need at least "
+            "one value each (null in slow_release_ms: a single release)"
+        )
     start_db = target.lufs - float(drl.integrated_loudness(audio, sample_rate))
     grid = []
     best = None
@@ -61,11 +78,19 @@ def run_baseline(
     failure: ValueError | None = None
     for release, lookahead, slow in itertools.product(release_ms, lookahead_ms, slow_release_ms):
         gain_db = Gain.spec_of("gain_db").clamp(start_db)
-        chain = baseline_chain(sample_rate, gain_db, target.ceiling_dbtp, release, lookahead, true_peak,
-                               None if slow is None else float(slow)).to(audio.device)
+        chain = baseline_chain(
+            sample_rate,
+            gain_db,
+            target.ceiling_dbtp,
+            release,
+            lookahead,
+            true_peak,
+            None if slow is None else float(slow),
+        ).to(audio.device)
         try:
-            solution = solve_target(chain, audio, sample_rate, target, "gain.gain_db", "limiter.ceiling_db",
-                                    tol_lu=tol_lu, slope_hint=slope)
+            solution = solve_target(
+                chain, audio, sample_rate, target, "gain.gain_db", "limiter.ceiling_db", tol_lu=tol_lu, slope_hint=slope
+            )
         except ValueError as error:  # this point cannot reach the target; another one may
             failure = error
             continue
@@ -84,8 +109,13 @@ def run_baseline(
             "lookahead_ms": float(lookahead),
             "slow_release_ms": None if slow is None else float(slow),
         }
-        grid.append({k: point[k] for k in ("release_ms", "lookahead_ms", "slow_release_ms", "drl_db",
-                                           "objective_drl_db") if k in point})
+        grid.append(
+            {
+                k: point[k]
+                for k in ("release_ms", "lookahead_ms", "slow_release_ms", "drl_db", "objective_drl_db")
+                if k in point
+            }
+        )
         start_db = point["gain_db"]  # neighbours need about the same gain and slope: fewer renders
         slope = solution.slope or slope
         if best is None or score < best_score:
@@ -109,8 +139,14 @@ def of_structure(baseline: dict, two_stage: bool) -> dict:
 
 def render_baseline(audio: torch.Tensor, sample_rate: int, baseline: dict) -> torch.Tensor:
     """``audio`` (C, T) through the baseline's winning gain + limiter settings (no gradients)."""
-    chain = baseline_chain(sample_rate, baseline["gain_db"], baseline["ceiling_db"], baseline["release_ms"],
-                           baseline["lookahead_ms"], bool(baseline.get("true_peak", True)),
-                           baseline.get("slow_release_ms")).to(audio.device)
+    chain = baseline_chain(
+        sample_rate,
+        baseline["gain_db"],
+        baseline["ceiling_db"],
+        baseline["release_ms"],
+        baseline["lookahead_ms"],
+        bool(baseline.get("true_peak", True)),
+        baseline.get("slow_release_ms"),
+    ).to(audio.device)
     with torch.no_grad():
         return chain(audio)

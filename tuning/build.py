@@ -97,9 +97,7 @@ class ProcessorSpec:
         for dotted in [*self.frozen, level_param, *([ceiling_param] if ceiling_param else []), *self.idle, *named]:
             stage, _, param = str(dotted).partition(".")
             if stage not in self.stages or not param:
-                raise ValueError(
-                    f"processor parameter {dotted!r} names no stage (stages: {', '.join(self.stages)})"
-                )
+                raise ValueError(f"processor parameter {dotted!r} names no stage (stages: {', '.join(self.stages)})")
 
     def auto_names(self) -> dict[str, list[str]]:
         """Stage name -> the parameter names set to "auto"."""
@@ -127,8 +125,7 @@ class ProcessorSpec:
                     continue
                 if value is None:
                     raise ValueError(
-                        f"processor.stages.{key}.{param} is 'auto' but no value can be derived for it; "
-                        "give a number"
+                        f"processor.stages.{key}.{param} is 'auto' but no value can be derived for it; give a number"
                     )
                 fills[param] = float(value)
             built.append((key, stage(sample_rate=sample_rate, **fills)))
@@ -161,8 +158,15 @@ def suggest_settings(
     return out
 
 
-def choose_start(spec: ProcessorSpec, audio: torch.Tensor, sample_rate: int, target: Target,
-                 suggestions: Mapping[str, float], measure: Callable, tol_lu: float) -> tuple[Chain, list[dict]]:
+def choose_start(
+    spec: ProcessorSpec,
+    audio: torch.Tensor,
+    sample_rate: int,
+    target: Target,
+    suggestions: Mapping[str, float],
+    measure: Callable,
+    tol_lu: float,
+) -> tuple[Chain, list[dict]]:
     """The processor to start training from, on the loudness target: built from ``suggestions`` and, for each
     of ``spec.starts``, with those values over it; each solved onto ``target`` on the whole track ``audio``
     (C, T) and scored by ``measure(audio, output)["objective_drl_db"]``, the best kept. Returns it with every
@@ -175,8 +179,7 @@ def choose_start(spec: ProcessorSpec, audio: torch.Tensor, sample_rate: int, tar
             processor.set_values(**overrides)
         try:
             with torch.no_grad():
-                solution = solve_target(processor, audio, sample_rate, target, spec.level_param, None,
-                                        tol_lu=tol_lu)
+                solution = solve_target(processor, audio, sample_rate, target, spec.level_param, None, tol_lu=tol_lu)
         except ValueError as error:  # this start cannot reach the target; another one may
             failure = error
             scored.append({"values": dict(overrides), "objective_drl_db": None})

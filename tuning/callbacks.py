@@ -89,8 +89,16 @@ class MediaLogger(L.Callback):
         for index, final, metrics in zip(pl_module.final_indices, pl_module.finals, pl_module.final_metrics):
             item = pl_module.items[index]
             # the solver holds the setting's final values once the module is finalized
-            self._log_setting(logger.experiment, trainer.global_step, f"{item.name}/" if several else "",
-                              item.track, final, metrics, pl_module.solvers[index], pl_module.sample_rate)
+            self._log_setting(
+                logger.experiment,
+                trainer.global_step,
+                f"{item.name}/" if several else "",
+                item.track,
+                final,
+                metrics,
+                pl_module.solvers[index],
+                pl_module.sample_rate,
+            )
         logger.experiment.flush()
 
     def _log_setting(self, writer, step: int, prefix: str, track, final, metrics, processor, rate: int) -> None:
@@ -103,8 +111,7 @@ class MediaLogger(L.Callback):
             writer.add_audio(f"{prefix}audio/{tag}", mono.clamp(-1, 1), step, sample_rate=rate)
 
         figures = {
-            "figures/gain_reduction": self._gain_reduction_figure(processor, track[:, part], rate,
-                                                                  part.start / rate),
+            "figures/gain_reduction": self._gain_reduction_figure(processor, track[:, part], rate, part.start / rate),
             "figures/residual_spectrum": self._spectrum_figure(track, output, residual, rate),
         }
         compressor = next((stage for _, stage in processor if hasattr(stage, "static_curve_db")), None)

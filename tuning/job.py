@@ -88,8 +88,11 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     trainer.fit(module, *job.loaders, ckpt_path=job.ckpt_path)
     if module.finals is None:  # the SolveTarget callback did not run (e.g. an interrupted fit)
         module.finalize(tol_lu=job.tol_lu)
-    timing = {"baseline_and_start": round(baseline_s, 3), "fit": round(time.perf_counter() - clock, 3),
-              "final_solve": round(module.finalize_s, 3)}
+    timing = {
+        "baseline_and_start": round(baseline_s, 3),
+        "fit": round(time.perf_counter() - clock, 3),
+        "final_solve": round(module.finalize_s, 3),
+    }
     results = collect_results(job, module, starts, candidate_values, timing)
     if job.mode == "shared":
         return _write_album(trainer, job, module, next(iter(results.values())))
@@ -105,7 +108,8 @@ def prepare(cfg: DictConfig, out_dir: Path) -> Job:
     if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps == 0 or max_steps < -1:
         # the starting and idle candidates are scored when training starts: a run needs at least one step
         raise ValueError(
-            f"trainer.max_steps must be a whole number >= 1 (or -1: max_epochs decides), got {max_steps!r}")
+            f"trainer.max_steps must be a whole number >= 1 (or -1: max_epochs decides), got {max_steps!r}"
+        )
     target, weights = instantiate(cfg.target), instantiate(cfg.loss)
     spec: ProcessorSpec = instantiate(cfg.processor)
     optimizer = instantiate(cfg.optim)
@@ -122,8 +126,23 @@ def prepare(cfg: DictConfig, out_dir: Path) -> Job:
     loaders = crop_loaders(int(cfg.data.batches_per_epoch))
     for track in tracks:  # every stage's settings in range, before any work
         spec.build(track.sample_rate, suggest_settings(track.audio, track.sample_rate, target), defaults=True)
-    return Job(cfg, out_dir, mode, tracks, conditioning, target, weights, spec, optimizer, population, crop_samples,
-               crops_per_batch, loaders, float(cfg.solve.tol_lu), ckpt_path)
+    return Job(
+        cfg,
+        out_dir,
+        mode,
+        tracks,
+        conditioning,
+        target,
+        weights,
+        spec,
+        optimizer,
+        population,
+        crop_samples,
+        crops_per_batch,
+        loaders,
+        float(cfg.solve.tol_lu),
+        ckpt_path,
+    )
 
 
 def make_trainer(cfg: DictConfig, tol_lu: float) -> L.Trainer:
@@ -132,8 +151,7 @@ def make_trainer(cfg: DictConfig, tol_lu: float) -> L.Trainer:
     callbacks = [SolveTarget(tol_lu=tol_lu), *(instantiate(c) for c in (cfg.get("callbacks") or {}).values())]
     loggers = [instantiate(c) for c in _logger_configs(cfg.get("logger"))]
     checkpointing = any(isinstance(c, ModelCheckpoint) for c in callbacks)
-    return instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks,
-                       enable_checkpointing=checkpointing)
+    return instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks, enable_checkpointing=checkpointing)
 
 
 def build_module(job: Job, device) -> tuple[TuningModule, list, list | None]:
@@ -145,9 +163,18 @@ def build_module(job: Job, device) -> tuple[TuningModule, list, list | None]:
     items = [make_item(name, audio, segments, job, device) for name, audio, segments in groups(job)]
     # one batch, one limiter structure: two-stage if any item's baseline won with it
     two_stage = any(item.baseline.get("slow_release_ms") is not None for item in items)
-    starts = [choose_start(job.spec, item.track, rate, job.target,
-                           suggest_settings(item.track, rate, job.target, of_structure(item.baseline, two_stage)),
-                           item.objective.measure, job.tol_lu) for item in items]
+    starts = [
+        choose_start(
+            job.spec,
+            item.track,
+            rate,
+            job.target,
+            suggest_settings(item.track, rate, job.target, of_structure(item.baseline, two_stage)),
+            item.objective.measure,
+            job.tol_lu,
+        )
+        for item in items
+    ]
     solvers = [chain for chain, _ in starts]
     idle_items = candidate_values = None
     if job.population is not None:  # P candidates of the one item, spread over the timing parameters
@@ -160,10 +187,23 @@ def build_module(job: Job, device) -> tuple[TuningModule, list, list | None]:
     else:
         processor = job.spec.build(rate, solvers[0].values()).to(device)
         processor.set_values(**batch_values(solvers))
-    module = TuningModule(processor, items, rate, job.optimizer, job.crop_samples, job.spec.level_param,
-                          job.spec.ceiling_param, solvers=solvers, config=flat_config(job.cfg),
-                          idle_values=job.spec.idle, tol_lu=job.tol_lu, crops_per_batch=job.crops_per_batch,
-                          seed=int(job.cfg.data.seed), population=job.population, idle_items=idle_items)
+    module = TuningModule(
+        processor,
+        items,
+        rate,
+        job.optimizer,
+        job.crop_samples,
+        job.spec.level_param,
+        job.spec.ceiling_param,
+        solvers=solvers,
+        config=flat_config(job.cfg),
+        idle_values=job.spec.idle,
+        tol_lu=job.tol_lu,
+        crops_per_batch=job.crops_per_batch,
+        seed=int(job.cfg.data.seed),
+        population=job.population,
+        idle_items=idle_items,
+    )
     return module, starts, candidate_values
 
 
@@ -185,8 +225,9 @@ def make_item(name: str, audio: torch.Tensor, segments, job: Job, device) -> Ite
     return Item(name, audio, objective, segments, baseline, track_metrics(audio, audio, rate, job.weights))
 
 
-def collect_results(job: Job, module: TuningModule, starts: list, candidate_values: list | None,
-                    timing: dict) -> dict[str, dict]:
+def collect_results(
+    job: Job, module: TuningModule, starts: list, candidate_values: list | None, timing: dict
+) -> dict[str, dict]:
     """{name: metrics} of what was finalized: the run's measures, its timing, the starts tried, the input's
     conditioning (per track) and, with a population, its candidates."""
     results = {}
@@ -196,8 +237,11 @@ def collect_results(job: Job, module: TuningModule, starts: list, candidate_valu
         results[name] = {**metrics, "timing_s": timing, "starts": starts[own][1]}
         if job.population is not None:
             results[name]["population"] = {
-                "size": len(module.items), "winner": index, "winner_start": candidate_values[index],
-                "best_objective_drl_db": [best.objective_db for best in module.best]}
+                "size": len(module.items),
+                "winner": index,
+                "winner_start": candidate_values[index],
+                "best_objective_drl_db": [best.objective_db for best in module.best],
+            }
     if job.mode != "shared":
         for track in job.tracks:
             results[track.name]["conditioning"] = job.conditioning[track.name]
@@ -213,17 +257,19 @@ def search_options(cfg: DictConfig, mode: str) -> Population | None:
         return None
     unknown = set(options) - set(Population.__dataclass_fields__)
     if unknown:
-        raise ValueError(f"search has no option {', '.join(sorted(unknown))}; options: "
-                         f"{', '.join(Population.__dataclass_fields__)}")
+        raise ValueError(
+            f"search has no option {', '.join(sorted(unknown))}; options: {', '.join(Population.__dataclass_fields__)}"
+        )
     population = Population(**{**options, "lookahead_ms": tuple(options.get("lookahead_ms", (5.0, 10.0, 20.0)))})
     if mode == "per_track":
-        raise ValueError("search=population tunes one track or one album (data.mode=shared); with "
-                         "data.mode=per_track every file already has its own settings: use search=single")
+        raise ValueError(
+            "search=population tunes one track or one album (data.mode=shared); with "
+            "data.mode=per_track every file already has its own settings: use search=single"
+        )
     return population
 
 
-def candidates(spec: ProcessorSpec, start, item: Item, sample_rate: int, population: Population,
-               tol_lu: float) -> list:
+def candidates(spec: ProcessorSpec, start, item: Item, sample_rate: int, population: Population, tol_lu: float) -> list:
     """The population's one-setting processors, each solved onto the target on the whole track: copies of
     ``start`` (the single-start run's processor, candidate 0) at :func:`tuning.population.starting_values`.
     Candidates that cannot reach the target are left out; ValueError when fewer than two remain."""
@@ -233,8 +279,9 @@ def candidates(spec: ProcessorSpec, start, item: Item, sample_rate: int, populat
         chain.set_values(**values)
         try:
             with torch.no_grad():
-                solve_target(chain, item.track, sample_rate, item.objective.target, spec.level_param, None,
-                             tol_lu=tol_lu)
+                solve_target(
+                    chain, item.track, sample_rate, item.objective.target, spec.level_param, None, tol_lu=tol_lu
+                )
         except ValueError:
             continue
         out.append(chain)
@@ -263,9 +310,13 @@ def load_tracks(cfg: DictConfig) -> tuple[str, list[Track]]:
 
 def baseline_options(cfg: DictConfig) -> dict:
     """:func:`tuning.baseline.run_baseline`'s grid and options from the `baseline` and `solve` groups."""
-    return {"release_ms": list(cfg.baseline.release_ms), "lookahead_ms": list(cfg.baseline.lookahead_ms),
-            "slow_release_ms": list(cfg.baseline.get("slow_release_ms") or [None]),
-            "true_peak": bool(cfg.baseline.true_peak), "tol_lu": float(cfg.solve.tol_lu)}
+    return {
+        "release_ms": list(cfg.baseline.release_ms),
+        "lookahead_ms": list(cfg.baseline.lookahead_ms),
+        "slow_release_ms": list(cfg.baseline.get("slow_release_ms") or [None]),
+        "true_peak": bool(cfg.baseline.true_peak),
+        "tol_lu": float(cfg.solve.tol_lu),
+    }
 
 
 def condition_tracks(tracks: list[Track], options) -> tuple[list[Track], dict[str, dict]]:
@@ -273,8 +324,7 @@ def condition_tracks(tracks: list[Track], options) -> tuple[list[Track], dict[st
     report metrics.json keeps (:func:`tuning.audio.condition_track`); large offsets are warned about."""
     out, reports = [], {}
     for track in tracks:
-        conditioned, report = condition_track(track, str(options.get("mode", "auto")),
-                                              options.get("cutoff_hz", 20.0))
+        conditioned, report = condition_track(track, str(options.get("mode", "auto")), options.get("cutoff_hz", 20.0))
         warning = report.pop("warning")
         if warning:
             print(f"warning: {warning}", file=sys.stderr)
@@ -291,8 +341,10 @@ def checkpoint_path(cfg: DictConfig, out_dir: Path) -> str | None:
             raise ValueError("give either ckpt_path or resume=true, not both")
         path = out_dir / "checkpoints" / "last.ckpt"
         if not path.is_file():
-            raise ValueError(f"resume=true but {path} does not exist: nothing to resume in this run folder "
-                             "(set hydra.run.dir to the killed run's folder)")
+            raise ValueError(
+                f"resume=true but {path} does not exist: nothing to resume in this run folder "
+                "(set hydra.run.dir to the killed run's folder)"
+            )
     elif path and not Path(path).is_file():
         raise ValueError(f"checkpoint not found: {path}")
     return str(path) if path else None
@@ -323,8 +375,9 @@ def _write_tracks(job: Job, module: TuningModule, results: dict) -> None:
     rows = []
     for track, solution in zip(job.tracks, module.finals):
         folder = job.out_dir if job.mode == "single" else job.out_dir / track.name
-        write_results(folder, track.name, solution.output, track.sample_rate, solution.values, results[track.name],
-                      job.spec.name)
+        write_results(
+            folder, track.name, solution.output, track.sample_rate, solution.values, results[track.name], job.spec.name
+        )
         rows.append(summary_row(track.name, results[track.name], solution.values))
     if job.mode == "single":
         print(summary_table(results[job.tracks[0].name], module.finals[0].values))
@@ -341,13 +394,19 @@ def _write_album(trainer: L.Trainer, job: Job, module: TuningModule, album_metri
     base_render = render_baseline(item.track, rate, item.baseline)
     results, rows = {}, []
     for track, (offset, length) in zip(job.tracks, item.segments):
-        output = final.output[:, offset:offset + length]
+        output = final.output[:, offset : offset + length]
         reference = track.audio.to(output.device)
-        base_drl = float(drl.drl_db(reference, base_render[:, offset:offset + length]).mean())
+        base_drl = float(drl.drl_db(reference, base_render[:, offset : offset + length]).mean())
         result = track_metrics(reference, output, rate, job.weights)
-        metrics = {"input": track_metrics(reference, reference, rate, job.weights), "output": result,
-                   "baseline_drl_db": base_drl, "drl_gain_over_baseline_db": base_drl - result["drl_db"],
-                   "mode": "shared", "album": album_metrics, "conditioning": job.conditioning[track.name]}
+        metrics = {
+            "input": track_metrics(reference, reference, rate, job.weights),
+            "output": result,
+            "baseline_drl_db": base_drl,
+            "drl_gain_over_baseline_db": base_drl - result["drl_db"],
+            "mode": "shared",
+            "album": album_metrics,
+            "conditioning": job.conditioning[track.name],
+        }
         results[track.name] = metrics
         rows.append(summary_row(track.name, metrics, final.values))
         if trainer.is_global_zero:

@@ -124,8 +124,9 @@ class TuningModule(L.LightningModule):
     ) -> None:
         super().__init__()
         # logged by on_fit_start together with the final metrics' names (the HPARAMS tab)
-        self.save_hyperparameters(ignore=["processor", "items", "optimizer", "solvers", "population", "idle_items"],
-                                  logger=False)
+        self.save_hyperparameters(
+            ignore=["processor", "items", "optimizer", "solvers", "population", "idle_items"], logger=False
+        )
         self.processor = processor
         self.items = list(items)
         if not self.items:
@@ -136,8 +137,10 @@ class TuningModule(L.LightningModule):
                 raise ValueError("a batched processor needs one solver per item")
             solvers = [processor]
         elif len(solvers) != len(self.items) or (batch is not None and batch != len(self.items)):
-            raise ValueError(f"{len(self.items)} items need as many solvers and settings, got {len(solvers)} "
-                             f"solvers and a batch of {batch}")
+            raise ValueError(
+                f"{len(self.items)} items need as many solvers and settings, got {len(solvers)} "
+                f"solvers and a batch of {batch}"
+            )
         self.solvers = list(solvers)  # a plain list: not part of the state dict (their values are the batch's)
         self.optimizer_factory = optimizer
         self.sample_rate = int(sample_rate)
@@ -185,11 +188,17 @@ class TuningModule(L.LightningModule):
         by (seed, DDP rank, global step) only, so a resumed run draws the crops of the uninterrupted one and
         each rank draws its own."""
         generator = step_generator(self.seed, int(self.global_step), int(self.global_rank))
-        return torch.stack([
-            take_crops(item.track, draw_crop_starts(item.segments, self.crop_samples, self.crops_per_batch,
-                                                    generator), self.crop_samples)
-            for item in self.items
-        ], dim=1)
+        return torch.stack(
+            [
+                take_crops(
+                    item.track,
+                    draw_crop_starts(item.segments, self.crop_samples, self.crops_per_batch, generator),
+                    self.crop_samples,
+                )
+                for item in self.items
+            ],
+            dim=1,
+        )
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x = self.crops()
@@ -198,8 +207,10 @@ class TuningModule(L.LightningModule):
         loss = torch.stack([t["loss"] for t in terms]).sum()
         count = x.shape[0] * x.shape[1]
         self.log("train/loss", loss, prog_bar=True, batch_size=count)
-        self.log_dict({f"train/{k}": torch.stack([t[k].detach() for t in terms]).mean()
-                       for k in terms[0] if k != "loss"}, batch_size=count)
+        self.log_dict(
+            {f"train/{k}": torch.stack([t[k].detach() for t in terms]).mean() for k in terms[0] if k != "loss"},
+            batch_size=count,
+        )
         self.log_dict(self._params_to_log(), batch_size=count)
         return loss
 
@@ -242,8 +253,13 @@ class TuningModule(L.LightningModule):
         asked); ValueError when the target cannot be met."""
         item = self.items[index]
         solution = solve_target(
-            self.solvers[index], item.track, self.sample_rate, item.objective.target, self.level_param,
-            self.ceiling_param if ceiling else None, tol_lu=self.tol_lu if tol_lu is None else tol_lu,
+            self.solvers[index],
+            item.track,
+            self.sample_rate,
+            item.objective.target,
+            self.level_param,
+            self.ceiling_param if ceiling else None,
+            tol_lu=self.tol_lu if tol_lu is None else tol_lu,
             slope_hint=self.slope_hints[index],
         )
         self.slope_hints[index] = solution.slope or self.slope_hints[index]
@@ -278,10 +294,14 @@ class TuningModule(L.LightningModule):
         values = solver.values()
         limiter = (self.ceiling_param or "").rpartition(".")[0]
         idle_stages = {name.split(".")[0] for name in self.idle_values}
-        same = (bool(limiter) and all(key in base and values.get(f"{limiter}.{key}") == base[key]
-                                      for key in ("release_ms", "lookahead_ms"))
-                and values.get(f"{limiter}.slow_release_ms") == base.get("slow_release_ms")
-                and set(solver.stages) - idle_stages == {self.level_param.split(".")[0], limiter})
+        same = (
+            bool(limiter)
+            and all(
+                key in base and values.get(f"{limiter}.{key}") == base[key] for key in ("release_ms", "lookahead_ms")
+            )
+            and values.get(f"{limiter}.slow_release_ms") == base.get("slow_release_ms")
+            and set(solver.stages) - idle_stages == {self.level_param.split(".")[0], limiter}
+        )
         if same:
             solver.set_values(**{self.level_param: base["gain_db"], self.ceiling_param: base["ceiling_db"]})
             return float(base.get("objective_drl_db", base["drl_db"]))
@@ -306,13 +326,20 @@ class TuningModule(L.LightningModule):
             measures = self.measure_item(index, solution.output)
             self.scores[index] = float(measures["objective_drl_db"])
             self.best[index].offer(self.scores[index], solver, self.global_step, "tuned")
-            logged.append({"lufs": torch.tensor(solution.lufs), "true_peak_dbtp": torch.tensor(solution.true_peak_dbtp),
-                           **{k: v.detach().cpu() for k, v in measures.items()},
-                           "solve_renders": torch.tensor(float(solution.renders))})
+            logged.append(
+                {
+                    "lufs": torch.tensor(solution.lufs),
+                    "true_peak_dbtp": torch.tensor(solution.true_peak_dbtp),
+                    **{k: v.detach().cpu() for k, v in measures.items()},
+                    "solve_renders": torch.tensor(float(solution.renders)),
+                }
+            )
         self.log("val/on_target", len(logged) / len(self.items), batch_size=1)
         if logged:
-            self.log_dict({f"val/{k}": torch.stack([m[k].double() for m in logged]).mean().to(self.device)
-                           for k in logged[0]}, batch_size=1)
+            self.log_dict(
+                {f"val/{k}": torch.stack([m[k].double() for m in logged]).mean().to(self.device) for k in logged[0]},
+                batch_size=1,
+            )
         if self.population is not None and not self.trainer.sanity_checking:
             self._exploit()
 
@@ -341,8 +368,10 @@ class TuningModule(L.LightningModule):
         if state is None or "best" not in state:
             raise ValueError("the checkpoint holds no tuning state: it was not written by a tuning run")
         if len(state["best"]) != len(self.items):
-            raise ValueError(f"the checkpoint holds {len(state['best'])} settings, this run tunes "
-                             f"{len(self.items)}: resume with the same tracks and settings")
+            raise ValueError(
+                f"the checkpoint holds {len(state['best'])} settings, this run tunes "
+                f"{len(self.items)}: resume with the same tracks and settings"
+            )
         self.best = [Best(**best) for best in state["best"]]
         self.slope_hints = list(state["slope_hints"])
         self.resumed = True
@@ -358,8 +387,10 @@ class TuningModule(L.LightningModule):
         clock = time.perf_counter()
         indices = list(range(len(self.items)))
         if self.population is not None:
-            ranked = sorted((i for i, best in enumerate(self.best) if best.objective_db is not None),
-                            key=lambda i: self.best[i].objective_db)
+            ranked = sorted(
+                (i for i, best in enumerate(self.best) if best.objective_db is not None),
+                key=lambda i: self.best[i].objective_db,
+            )
             indices = list(dict.fromkeys([0, *ranked[:FINALISTS]]))
         finished = [self._finalize_item(index, tol_lu) for index in indices]
         if self.population is not None:
@@ -379,15 +410,22 @@ class TuningModule(L.LightningModule):
         weights = item.objective.weights
         output = track_metrics(item.track, solution.output, self.sample_rate, weights)
         source = item.input_metrics or track_metrics(item.track, item.track, self.sample_rate, weights)
-        return index, solution, run_metrics(source, output, item.baseline, item.objective.target,
-                                            self.global_step, best.step, best.label)
+        return (
+            index,
+            solution,
+            run_metrics(source, output, item.baseline, item.objective.target, self.global_step, best.step, best.label),
+        )
 
     def _log_final(self) -> None:
         """The HPARAMS tab's metrics: the final measures, means over the settings."""
         hp = {}
-        for key, path in (("drl_db", ("output", "drl_db")), ("nmr_db", ("output", "nmr_db")),
-                          ("baseline_drl_db", ("baseline_drl_db",)), ("lufs", ("output", "integrated_lufs")),
-                          ("true_peak_dbtp", ("output", "true_peak_dbtp"))):
+        for key, path in (
+            ("drl_db", ("output", "drl_db")),
+            ("nmr_db", ("output", "nmr_db")),
+            ("baseline_drl_db", ("baseline_drl_db",)),
+            ("lufs", ("output", "integrated_lufs")),
+            ("true_peak_dbtp", ("output", "true_peak_dbtp")),
+        ):
             values = []
             for metrics in self.final_metrics:
                 value = metrics

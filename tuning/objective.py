@@ -84,8 +84,10 @@ class LossWeights:
             parse_band_key(key)
             check_number(f"loss.bands.{key}", value, 0.0)
         if self.drl == 0 and self.frame == 0 and self.nmr == 0 and not any(dict(self.bands or {}).values()):
-            raise ValueError("loss.drl, loss.frame and loss.nmr are 0 and no band weight is set: the objective "
-                             "would ignore distortion")
+            raise ValueError(
+                "loss.drl, loss.frame and loss.nmr are 0 and no band weight is set: the objective "
+                "would ignore distortion"
+            )
         check_number("loss.frame_ms", self.frame_ms, 1.0, 1000.0, unit="ms")
 
     def band_weights(self) -> dict[str, float]:
@@ -112,13 +114,18 @@ def parse_band_key(key: str) -> tuple[float, float]:
             raise ValueError
     except (ValueError, IndexError):
         raise ValueError(
-            f"a band key must read 'low_high' in Hz with low < high, e.g. '200_2000', got {key!r}") from None
+            f"a band key must read 'low_high' in Hz with low < high, e.g. '200_2000', got {key!r}"
+        ) from None
     return low, high
 
 
-def distortion_measures(reference: torch.Tensor, output: torch.Tensor, sample_rate: int,
-                        weights: LossWeights | None = None,
-                        masked: MaskedReference | None = None) -> dict[str, torch.Tensor]:
+def distortion_measures(
+    reference: torch.Tensor,
+    output: torch.Tensor,
+    sample_rate: int,
+    weights: LossWeights | None = None,
+    masked: MaskedReference | None = None,
+) -> dict[str, torch.Tensor]:
     """Every run's distortion measures of ``output`` against ``reference`` (both (C, T)), 0-d tensors (means
     over channels, differentiable): ``drl_db``, ``band_drl_db/<key>`` for :func:`drl.default_bands` and the
     loss's bands, ``frame_drl_db`` (frames of ``weights.frame_ms``, 50 ms without weights), ``nmr_db`` and
@@ -159,8 +166,7 @@ class Objective(nn.Module):
     DRL runs on the joined crops: the joins are the same in ``x`` and ``y``, so they add no residual of their own.
     """
 
-    def __init__(self, sample_rate: int, target: Target, weights: LossWeights,
-                 input_lufs: float | None = None) -> None:
+    def __init__(self, sample_rate: int, target: Target, weights: LossWeights, input_lufs: float | None = None) -> None:
         super().__init__()
         self.sample_rate = int(sample_rate)
         self.target = target

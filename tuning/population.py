@@ -21,8 +21,10 @@ from processors import Limiter
 
 #: Limiter timings the starting points spread over (log-spaced between the bounds), when the processor has them:
 #: the release over its whole range, the slow stage over the part that sits above the fast releases.
-SPREAD_LOG = {"limiter.release_ms": (Limiter.spec_of("release_ms").min, Limiter.spec_of("release_ms").max),
-              "limiter.slow_release_ms": (100.0, 3000.0)}
+SPREAD_LOG = {
+    "limiter.release_ms": (Limiter.spec_of("release_ms").min, Limiter.spec_of("release_ms").max),
+    "limiter.slow_release_ms": (100.0, 3000.0),
+}
 
 
 @dataclass(frozen=True)
@@ -49,8 +51,9 @@ class Population:
             check_number("search.lookahead_ms", value, spec.min, spec.max, unit="ms")
 
 
-def starting_values(start: Mapping[str, float], compressor_starts: Sequence[Mapping[str, float]],
-                    population: Population) -> list[dict[str, float]]:
+def starting_values(
+    start: Mapping[str, float], compressor_starts: Sequence[Mapping[str, float]], population: Population
+) -> list[dict[str, float]]:
     """P starting settings: the first is ``start`` itself (the single-start run's, so the population never
     starts worse); the others take ``start`` with the limiter's release (and slow release, when the processor
     has one) log-spaced over :data:`SPREAD_LOG`, the lookahead cycling through ``population.lookahead_ms`` and
@@ -74,8 +77,13 @@ def starting_values(start: Mapping[str, float], compressor_starts: Sequence[Mapp
     return out
 
 
-def exploit(processor: torch.nn.Module, optimizer: torch.optim.Optimizer | None, scores: Sequence[float | None],
-            population: Population, generator: torch.Generator) -> list[tuple[int, int]]:
+def exploit(
+    processor: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    scores: Sequence[float | None],
+    population: Population,
+    generator: torch.Generator,
+) -> list[tuple[int, int]]:
     """Replace the worst ``fraction`` of the candidates (those that could not reach the target first) by
     copies of the best, in place: every parameter copied, the trained ones with Gaussian noise (``perturb``,
     unconstrained units); the optimiser's moments of a replaced candidate are reset. Returns (replaced, source)
@@ -86,8 +94,11 @@ def exploit(processor: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
     sources = [i for i in ranked if scores[i] is not None][:replace]
     if not sources:
         return []
-    pairs = [(loser, sources[n % len(sources)]) for n, loser in enumerate(reversed(ranked[-replace:]))
-             if loser not in sources]
+    pairs = [
+        (loser, sources[n % len(sources)])
+        for n, loser in enumerate(reversed(ranked[-replace:]))
+        if loser not in sources
+    ]
     states = optimizer.state if optimizer is not None else {}
     with torch.no_grad():
         for raw in processor.parameters():

@@ -34,10 +34,21 @@ TRACK_MARKERS = ("o", "^", "v", "D", "P", "X")  # one per track in the extra pan
 
 #: The columns every row has, in this order; the extra DRL measures follow (``tuned_band_drl_db/20_200``...).
 CORE_COLUMNS = (
-    "job", "track", "overrides", "target_lufs", "target_ceiling_dbtp", "input_lufs",
-    "tuned_lufs", "tuned_true_peak_dbtp", "tuned_drl_db",
-    "baseline_lufs", "baseline_true_peak_dbtp", "baseline_drl_db",
-    "drl_gain_over_baseline_db", "on_target", "selected",
+    "job",
+    "track",
+    "overrides",
+    "target_lufs",
+    "target_ceiling_dbtp",
+    "input_lufs",
+    "tuned_lufs",
+    "tuned_true_peak_dbtp",
+    "tuned_drl_db",
+    "baseline_lufs",
+    "baseline_true_peak_dbtp",
+    "baseline_drl_db",
+    "drl_gain_over_baseline_db",
+    "on_target",
+    "selected",
 )
 
 
@@ -150,7 +161,8 @@ def collect(sweep_dir: str | Path) -> list[dict]:
     if not sweep_dir.is_dir():
         raise ValueError(f"{sweep_dir} is not a folder (expected a Hydra multirun folder)")
     paths = sorted(
-        p for p in sweep_dir.rglob("metrics.json")
+        p
+        for p in sweep_dir.rglob("metrics.json")
         if not any(part.startswith(".") for part in p.relative_to(sweep_dir).parts[:-1])
     )
     if not paths:
@@ -188,9 +200,9 @@ def write_csv(rows: Sequence[Mapping], path: str | Path, overwrite: bool = False
 def _measure_groups(rows: Sequence[Mapping]) -> dict[str, list[str]]:
     """Extra tuned measures grouped by panel: ``{"band_drl_db": ["20_200", ...], "frame_drl_db": [""]}``."""
     groups: dict[str, list[str]] = {}
-    for name in columns(rows)[len(CORE_COLUMNS):]:
+    for name in columns(rows)[len(CORE_COLUMNS) :]:
         if name.startswith("tuned_"):
-            measure, _, sub = name[len("tuned_"):].partition("/")
+            measure, _, sub = name[len("tuned_") :].partition("/")
             groups.setdefault(measure, []).append(sub)
     return groups
 
@@ -202,8 +214,11 @@ def _measure_label(measure: str) -> str:
 
 
 def _series(rows: Sequence[Mapping], x_key: str, y_key: str) -> tuple[list[float], list[float], list[bool]]:
-    points = sorted((r[x_key], r[y_key], r.get("on_target") is not False) for r in rows
-                    if r.get(x_key) is not None and r.get(y_key) is not None)
+    points = sorted(
+        (r[x_key], r[y_key], r.get("on_target") is not False)
+        for r in rows
+        if r.get(x_key) is not None and r.get(y_key) is not None
+    )
     return [p[0] for p in points], [p[1] for p in points], [p[2] for p in points]
 
 
@@ -239,8 +254,16 @@ def plot(rows: Sequence[Mapping], path: str | Path, title: str | None = None, ov
         named = f" ({track})" if len(tracks) > 1 and track else ""
         _draw(axes[0], mine, "tuned_lufs", "tuned_drl_db", f"tuned chain{named}", color, "-", "o")
         _draw(axes[0], mine, "baseline_lufs", "baseline_drl_db", f"gain + limiter baseline{named}", color, "--", "s")
-        _draw(axes[1], mine, "tuned_lufs", "drl_gain_over_baseline_db", f"baseline DRL - tuned DRL{named}", color,
-              "-", "o")
+        _draw(
+            axes[1],
+            mine,
+            "tuned_lufs",
+            "drl_gain_over_baseline_db",
+            f"baseline DRL - tuned DRL{named}",
+            color,
+            "-",
+            "o",
+        )
     axes[0].set_ylabel("DRL (dB, lower = cleaner)")
     axes[0].set_title("Distortion against loudness, one point per job")
     axes[1].axhline(0.0, color="black", linewidth=0.8)
@@ -260,13 +283,12 @@ def plot(rows: Sequence[Mapping], path: str | Path, title: str | None = None, ov
                 _draw(ax, mine, "tuned_lufs", f"tuned_{key}", f"tuned chain{name}{named}", color, "-", marker)
                 _draw(ax, mine, "baseline_lufs", f"baseline_{key}", f"baseline{name}{named}", color, "--", marker)
         ax.set_ylabel(f"{_measure_label(measure)} (dB)")
-        ax.set_title(f"{_measure_label(measure)} (\"{measure}\" in metrics.json)")
+        ax.set_title(f'{_measure_label(measure)} ("{measure}" in metrics.json)')
 
     targets = sorted({r["target_lufs"] for r in rows if r["target_lufs"] is not None})
     for ax in axes:
         for i, lufs in enumerate(targets):
-            ax.axvline(lufs, color="grey", linestyle=":", linewidth=1.0,
-                       label="target loudness" if i == 0 else None)
+            ax.axvline(lufs, color="grey", linestyle=":", linewidth=1.0, label="target loudness" if i == 0 else None)
         ax.grid(True, alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize="small", loc="best")
@@ -305,8 +327,10 @@ class ParetoCallback(Callback):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = Parser(prog="python -m tuning.report",
-                     description="Write pareto.csv and pareto.png (DRL against loudness) into a sweep folder.")
+    parser = Parser(
+        prog="python -m tuning.report",
+        description="Write pareto.csv and pareto.png (DRL against loudness) into a sweep folder.",
+    )
     parser.add_argument("sweep_dir", help="a Hydra multirun folder (or any folder) holding the jobs' metrics.json")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing pareto.csv / pareto.png")
     args = parser.parse_args(argv)

@@ -23,8 +23,9 @@ def _finite(value) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def track_metrics(reference: torch.Tensor, audio: torch.Tensor, sample_rate: int,
-                  weights: LossWeights | None = None) -> dict:
+def track_metrics(
+    reference: torch.Tensor, audio: torch.Tensor, sample_rate: int, weights: LossWeights | None = None
+) -> dict:
     """Loudness, true peak, LRA and the distortion measures of ``audio`` (C, T) against ``reference`` (C, T).
 
     The measures (:func:`plain_measures` of :func:`tuning.objective.distortion_measures`): ``drl_db``,
@@ -43,8 +44,9 @@ def track_metrics(reference: torch.Tensor, audio: torch.Tensor, sample_rate: int
     }
 
 
-def run_metrics(input_metrics: Mapping, output: Mapping, baseline: Mapping, target, steps: int,
-                best_step: int | None, selected: str) -> dict:
+def run_metrics(
+    input_metrics: Mapping, output: Mapping, baseline: Mapping, target, steps: int, best_step: int | None, selected: str
+) -> dict:
     """The ``metrics.json`` of one tuned track: its input and output measures (:func:`track_metrics`), the
     gain + limiter ``baseline`` and what the tuning gains over it, the ``target`` and whether it was met, and
     which candidate was ``selected`` ("tuned" by training, "start", or "idle": the extra stages transparent,
@@ -60,7 +62,8 @@ def run_metrics(input_metrics: Mapping, output: Mapping, baseline: Mapping, targ
         # plain, band and frame-wise DRL; plain DRL itself with loss=plain
         "baseline_objective_drl_db": base.get("objective_drl_db"),
         "objective_gain_over_baseline_db": (base["objective_drl_db"] - output["objective_drl_db"])
-        if base.get("objective_drl_db") is not None else None,
+        if base.get("objective_drl_db") is not None
+        else None,
         "target": {"name": target.name, "lufs": target.lufs, "ceiling_dbtp": target.ceiling_dbtp},
         "on_target": target.met_by(output["integrated_lufs"], output["true_peak_dbtp"]),
         "steps": int(steps),
@@ -100,8 +103,11 @@ def _fresh(path: Path) -> Path:
 def result_paths(out_dir: str | Path, name: str) -> dict[str, Path]:
     """Where a run writes its three files."""
     out_dir = Path(out_dir)
-    return {"tuned_params": out_dir / "tuned_params.yaml", "processed": out_dir / "processed" / f"{name}.wav",
-            "metrics": out_dir / "metrics.json"}
+    return {
+        "tuned_params": out_dir / "tuned_params.yaml",
+        "processed": out_dir / "processed" / f"{name}.wav",
+        "metrics": out_dir / "metrics.json",
+    }
 
 
 def check_fresh(out_dir: str | Path, name: str) -> None:
@@ -131,12 +137,16 @@ def write_results(
         "#   python train.py processor.stages.compressor.threshold_db=-18.5 ...\n"
     )
     conditioning = metrics.get("conditioning") or {}
-    subsonic = {"mode": "on", "cutoff_hz": conditioning["cutoff_hz"]} if conditioning.get("subsonic") else \
-        {"mode": "off"}
+    subsonic = (
+        {"mode": "on", "cutoff_hz": conditioning["cutoff_hz"]} if conditioning.get("subsonic") else {"mode": "off"}
+    )
     with params_path.open("x") as handle:
         handle.write(header)
-        yaml.safe_dump({"processor": processor_name, "subsonic": subsonic, "stages": nested_settings(values)},
-                       handle, sort_keys=False)
+        yaml.safe_dump(
+            {"processor": processor_name, "subsonic": subsonic, "stages": nested_settings(values)},
+            handle,
+            sort_keys=False,
+        )
 
     data = output.detach().cpu().double().numpy().T  # (T, C)
     sf.write(str(wav_path), data, sample_rate, subtype="FLOAT")
@@ -158,11 +168,17 @@ def summary_table(metrics: Mapping, values: Mapping[str, float]) -> str:
     columns = [("input", metrics["input"]), ("output", metrics["output"])]
     if base:
         columns.append(("baseline", {**base, "integrated_lufs": base.get("lufs")}))
-    measures = [("integrated_lufs", "loudness (LUFS)"), ("true_peak_dbtp", "true peak (dBTP)"),
-                ("lra", "loudness range (LU)"), ("drl_db", "DRL (dB)"), ("nmr_db", "NMR (dB)")]
+    measures = [
+        ("integrated_lufs", "loudness (LUFS)"),
+        ("true_peak_dbtp", "true peak (dBTP)"),
+        ("lra", "loudness range (LU)"),
+        ("drl_db", "DRL (dB)"),
+        ("nmr_db", "NMR (dB)"),
+    ]
     out = metrics["output"]
     if out.get("objective_drl_db") is not None and all(
-            out["objective_drl_db"] != out.get(key) for key in ("drl_db", "nmr_db")):
+        out["objective_drl_db"] != out.get(key) for key in ("drl_db", "nmr_db")
+    ):
         measures.append(("objective_drl_db", "objective (dB)"))  # a mix of measures: the loss says which
     rows = [("", *(name for name, _ in columns))]
     rows += [(label, *(fmt(column.get(key)) for _, column in columns)) for key, label in measures]
@@ -170,21 +186,30 @@ def summary_table(metrics: Mapping, values: Mapping[str, float]) -> str:
     lines = [f"{r[0]:<{width}}" + "".join(f"{cell:>10}" for cell in r[1:]) for r in rows]
     conditioning = metrics.get("conditioning")
     if conditioning:
-        done = (f"removed: zero-phase high-pass at {conditioning['cutoff_hz']:g} Hz" if conditioning["subsonic"]
-                else "left as it is")
-        lines.append(f"{'input below 20 Hz':<{width}}{100 * conditioning['infrasound_share']:>9.1f}%  DC offset "
-                     f"{conditioning['dc_offset']:.4f}; {done}")
+        done = (
+            f"removed: zero-phase high-pass at {conditioning['cutoff_hz']:g} Hz"
+            if conditioning["subsonic"]
+            else "left as it is"
+        )
+        lines.append(
+            f"{'input below 20 Hz':<{width}}{100 * conditioning['infrasound_share']:>9.1f}%  DC offset "
+            f"{conditioning['dc_offset']:.4f}; {done}"
+        )
     target = metrics["target"]
     lines.append(f"{'target':<{width}}{target['lufs']:>7.1f} LUFS, true peak <= {target['ceiling_dbtp']:.1f} dBTP")
     if base:
         slow = base.get("slow_release_ms")
-        lines.append(f"{'baseline':<{width}}gain + limiter: release {base['release_ms']:g} ms, lookahead "
-                     f"{base['lookahead_ms']:g} ms" + (f", slow release {slow:g} ms" if slow else ""))
+        lines.append(
+            f"{'baseline':<{width}}gain + limiter: release {base['release_ms']:g} ms, lookahead "
+            f"{base['lookahead_ms']:g} ms" + (f", slow release {slow:g} ms" if slow else "")
+        )
     selected = metrics.get("selected")
     if selected:
-        meaning = {"tuned": f"found by training (best at step {metrics.get('best_step')})",
-                   "start": "the starting settings (training found nothing better)",
-                   "idle": "the extra stages transparent: the gain + limiter baseline was best"}.get(selected, "")
+        meaning = {
+            "tuned": f"found by training (best at step {metrics.get('best_step')})",
+            "start": "the starting settings (training found nothing better)",
+            "idle": "the extra stages transparent: the gain + limiter baseline was best",
+        }.get(selected, "")
         lines.append(f"{'selected':<{width}}{selected:>10}  {meaning}")
     lines.append("tuned settings:")
     for name, value in values.items():
@@ -194,19 +219,36 @@ def summary_table(metrics: Mapping, values: Mapping[str, float]) -> str:
 
 
 #: Columns of summary.csv, after `name` and before the settings (one column per tuned parameter).
-SUMMARY_COLUMNS = ("input_lufs", "output_lufs", "input_true_peak_dbtp", "output_true_peak_dbtp", "drl_db",
-                   "baseline_drl_db", "drl_gain_over_baseline_db", "nmr_db", "baseline_nmr_db", "on_target")
+SUMMARY_COLUMNS = (
+    "input_lufs",
+    "output_lufs",
+    "input_true_peak_dbtp",
+    "output_true_peak_dbtp",
+    "drl_db",
+    "baseline_drl_db",
+    "drl_gain_over_baseline_db",
+    "nmr_db",
+    "baseline_nmr_db",
+    "on_target",
+)
 
 
 def summary_row(name: str, metrics: Mapping, values: Mapping[str, float]) -> dict:
     """One row of summary.csv from a file's metrics and its settings."""
     source, result = metrics["input"], metrics["output"]
-    row = {"name": name, "input_lufs": source["integrated_lufs"], "output_lufs": result["integrated_lufs"],
-           "input_true_peak_dbtp": source["true_peak_dbtp"], "output_true_peak_dbtp": result["true_peak_dbtp"],
-           "drl_db": result["drl_db"], "baseline_drl_db": metrics.get("baseline_drl_db"),
-           "drl_gain_over_baseline_db": metrics.get("drl_gain_over_baseline_db"),
-           "nmr_db": result.get("nmr_db"), "baseline_nmr_db": (metrics.get("baseline") or {}).get("nmr_db"),
-           "on_target": metrics.get("on_target")}
+    row = {
+        "name": name,
+        "input_lufs": source["integrated_lufs"],
+        "output_lufs": result["integrated_lufs"],
+        "input_true_peak_dbtp": source["true_peak_dbtp"],
+        "output_true_peak_dbtp": result["true_peak_dbtp"],
+        "drl_db": result["drl_db"],
+        "baseline_drl_db": metrics.get("baseline_drl_db"),
+        "drl_gain_over_baseline_db": metrics.get("drl_gain_over_baseline_db"),
+        "nmr_db": result.get("nmr_db"),
+        "baseline_nmr_db": (metrics.get("baseline") or {}).get("nmr_db"),
+        "on_target": metrics.get("on_target"),
+    }
     row.update({key: value for key, value in values.items()})
     return row
 

@@ -98,8 +98,13 @@ def find_gain(
             break
 
     side = 0  # Illinois: when one end is kept twice in a row, halve its stored distance to the target
-    while abs(level - target_lufs) > tol_lu and below is not None and above is not None \
-            and count < max_evaluations and above[0] - below[0] > 1e-6:
+    while (
+        abs(level - target_lufs) > tol_lu
+        and below is not None
+        and above is not None
+        and count < max_evaluations
+        and above[0] - below[0] > 1e-6
+    ):
         (ga, la), (gb, lb) = below, above
         fa, fb = la - target_lufs, lb - target_lufs  # fa < 0 <= fb
         gain = gb - fb * (gb - ga) / (fb - fa)
@@ -161,8 +166,7 @@ def solve_target(
 
     start = float(get_value(processor, level_param))
     for _ in range(max_rounds):
-        gain, _, _ = find_gain(loudness_at, target.lufs, start, spec.min, spec.max, tol_lu=tol_lu,
-                               slope=slope_hint)
+        gain, _, _ = find_gain(loudness_at, target.lufs, start, spec.min, spec.max, tol_lu=tol_lu, slope=slope_hint)
         output, lufs = last["output"], last["lufs"]
         peak = float(drl.true_peak(output, sample_rate).amax())
         excess = peak - target.ceiling_dbtp
@@ -202,4 +206,3 @@ def get_value(processor, name: str) -> float:
 
 def set_value(processor, name: str, value: float) -> None:
     processor.set_values(**{name: float(value)})
-

@@ -38,5 +38,14 @@ from processors.kernels.limiter import limiter_gain, window_samples
 from processors.kernels.smoothing import one_pole, smooth, time_coefficient
 from processors.kernels.steps import LEVEL_FLOOR
 
-__all__ = ["smooth", "one_pole", "compressor", "peak_compressor", "limiter_gain", "time_coefficient",
-           "window_samples", "cuda_kernels", "LEVEL_FLOOR"]
+__all__ = [
+    "smooth",
+    "one_pole",
+    "compressor",
+    "peak_compressor",
+    "limiter_gain",
+    "time_coefficient",
+    "window_samples",
+    "cuda_kernels",
+    "LEVEL_FLOOR",
+]

@@ -85,12 +85,12 @@ def _exp2_block(w, out, bits, m):
 @njit(cache=True, error_model="numpy")
 def _peak_detector_block(x, n0, m, det, pick, lnv, tmp, bits):
     """det = max over channels of |x[:, n0:n0+m]|, pick = the channel it came from, lnv = ln(det + floor)."""
-    row = x[0, n0:n0 + m]
+    row = x[0, n0 : n0 + m]
     for j in range(m):
         det[j] = abs(row[j])
         pick[j] = 0
     for c in range(1, x.shape[0]):
-        row = x[c, n0:n0 + m]
+        row = x[c, n0 : n0 + m]
         for j in range(m):
             v = abs(row[j]) * 1.0
             louder = v > det[j]
@@ -146,8 +146,9 @@ def _ballistics_block(r, m, prev, a_att, a_rel, s, attack):
 
 
 @njit(cache=True, error_model="numpy")
-def peak_compressor_forward_blocked(x, thr, ratio, knee, makeup, a_att, a_rel, y, gain, s, attack, region, over_db,
-                                     pick):
+def peak_compressor_forward_blocked(
+    x, thr, ratio, knee, makeup, a_att, a_rel, y, gain, s, attack, region, over_db, pick
+):
     """One signal, x and y (C, T), the other outputs (T,): what _peak_compressor_forward_1d computes (and
     records for the backward), block by block."""
     size = x.shape[1]

@@ -23,8 +23,7 @@ from processors.kernels.steps import (
 
 
 # --- per-signal bodies (1-D arrays), shared by the CPU and CUDA compilations --------------------------------
-def _compressor_forward_1d(det, scale, floor, thr, ratio, knee, makeup, a_att, a_rel, gain, s, attack, region,
-                           over_db):
+def _compressor_forward_1d(det, scale, floor, thr, ratio, knee, makeup, a_att, a_rel, gain, s, attack, region, over_db):
     # det: detector signal (peak amplitude, or mean square); level L = scale log10(det + floor) in dB
     slope = 1.0 - 1.0 / ratio
     # below the knee in the detector's own units: no logarithm needed there (r = 0 on both sides of the edge)
@@ -41,8 +40,26 @@ def _compressor_forward_1d(det, scale, floor, thr, ratio, knee, makeup, a_att, a
         s[n] = prev
         gain[n] = math.exp((makeup - prev) * LN10_OVER_20)
 
-def _compressor_backward_1d(grad_gain, grad_s, det, gain, s, attack, region, over_db, scale, floor, thr, ratio,
-                            knee, a_att, a_rel, grad_det, grads):
+
+def _compressor_backward_1d(
+    grad_gain,
+    grad_s,
+    det,
+    gain,
+    s,
+    attack,
+    region,
+    over_db,
+    scale,
+    floor,
+    thr,
+    ratio,
+    knee,
+    a_att,
+    a_rel,
+    grad_det,
+    grads,
+):
     # grads: d/d threshold, ratio, knee, makeup, a_attack, a_release
     slope = 1.0 - 1.0 / ratio
     d_slope = 1.0 / (ratio * ratio)
@@ -77,8 +94,8 @@ def _compressor_backward_1d(grad_gain, grad_s, det, gain, s, attack, region, ove
     grads[4] = g_att
     grads[5] = g_rel
 
-def _peak_compressor_forward_1d(x, thr, ratio, knee, makeup, a_att, a_rel, y, gain, s, attack, region, over_db,
-                                pick):
+
+def _peak_compressor_forward_1d(x, thr, ratio, knee, makeup, a_att, a_rel, y, gain, s, attack, region, over_db, pick):
     # x, y: (T, C) views; the detector is the per-sample maximum of |x| over the C channels (C = 1: unlinked)
     channels = x.shape[1]
     slope = 1.0 - 1.0 / ratio
@@ -106,8 +123,10 @@ def _peak_compressor_forward_1d(x, thr, ratio, knee, makeup, a_att, a_rel, y, ga
         for c in range(channels):
             y[n, c] = x[n, c] * g
 
-def _peak_compressor_backward_1d(grad_y, grad_s, x, gain, s, attack, region, over_db, pick, thr, ratio, knee,
-                                 a_att, a_rel, grad_x, grads):
+
+def _peak_compressor_backward_1d(
+    grad_y, grad_s, x, gain, s, attack, region, over_db, pick, thr, ratio, knee, a_att, a_rel, grad_x, grads
+):
     # grads: d/d threshold, ratio, knee, makeup, a_attack, a_release
     channels = x.shape[1]
     slope = 1.0 - 1.0 / ratio
@@ -164,33 +183,114 @@ _peak_compressor_backward_cpu1 = njit(cache=True)(_peak_compressor_backward_1d)
 
 
 @njit(parallel=True, cache=True)
-def _compressor_forward_cpu(det, scale, floor, thr, ratio, knee, makeup, a_att, a_rel, gain, s, attack, region,
-                            over_db):
+def _compressor_forward_cpu(
+    det, scale, floor, thr, ratio, knee, makeup, a_att, a_rel, gain, s, attack, region, over_db
+):
     for i in prange(det.shape[0]):
-        _compressor_forward_cpu1(det[i], scale, floor, thr[i], ratio[i], knee[i], makeup[i], a_att[i], a_rel[i],
-                                 gain[i], s[i], attack[i], region[i], over_db[i])
+        _compressor_forward_cpu1(
+            det[i],
+            scale,
+            floor,
+            thr[i],
+            ratio[i],
+            knee[i],
+            makeup[i],
+            a_att[i],
+            a_rel[i],
+            gain[i],
+            s[i],
+            attack[i],
+            region[i],
+            over_db[i],
+        )
+
 
 @njit(parallel=True, cache=True)
-def _compressor_backward_cpu(grad_gain, grad_s, det, gain, s, attack, region, over_db, scale, floor, thr,
-                             ratio, knee, a_att, a_rel, grad_det, grads):
+def _compressor_backward_cpu(
+    grad_gain,
+    grad_s,
+    det,
+    gain,
+    s,
+    attack,
+    region,
+    over_db,
+    scale,
+    floor,
+    thr,
+    ratio,
+    knee,
+    a_att,
+    a_rel,
+    grad_det,
+    grads,
+):
     for i in prange(det.shape[0]):
-        _compressor_backward_cpu1(grad_gain[i], grad_s[i], det[i], gain[i], s[i], attack[i], region[i], over_db[i],
-                                  scale, floor, thr[i], ratio[i], knee[i], a_att[i], a_rel[i], grad_det[i], grads[i])
+        _compressor_backward_cpu1(
+            grad_gain[i],
+            grad_s[i],
+            det[i],
+            gain[i],
+            s[i],
+            attack[i],
+            region[i],
+            over_db[i],
+            scale,
+            floor,
+            thr[i],
+            ratio[i],
+            knee[i],
+            a_att[i],
+            a_rel[i],
+            grad_det[i],
+            grads[i],
+        )
+
 
 @njit(parallel=True, cache=True)
-def _peak_compressor_forward_cpu(x, thr, ratio, knee, makeup, a_att, a_rel, y, gain, s, attack, region, over_db,
-                                 pick):
+def _peak_compressor_forward_cpu(x, thr, ratio, knee, makeup, a_att, a_rel, y, gain, s, attack, region, over_db, pick):
     for i in prange(x.shape[0]):
-        peak_compressor_forward_blocked(x[i], thr[i], ratio[i], knee[i], makeup[i], a_att[i], a_rel[i], y[i],
-                                         gain[i], s[i], attack[i], region[i], over_db[i], pick[i])
+        peak_compressor_forward_blocked(
+            x[i],
+            thr[i],
+            ratio[i],
+            knee[i],
+            makeup[i],
+            a_att[i],
+            a_rel[i],
+            y[i],
+            gain[i],
+            s[i],
+            attack[i],
+            region[i],
+            over_db[i],
+            pick[i],
+        )
+
 
 @njit(parallel=True, cache=True)
-def _peak_compressor_backward_cpu(grad_y, grad_s, x, gain, s, attack, region, over_db, pick, thr, ratio, knee,
-                                  a_att, a_rel, grad_x, grads):
+def _peak_compressor_backward_cpu(
+    grad_y, grad_s, x, gain, s, attack, region, over_db, pick, thr, ratio, knee, a_att, a_rel, grad_x, grads
+):
     for i in prange(x.shape[0]):
-        _peak_compressor_backward_cpu1(grad_y[i].T, grad_s[i], x[i].T, gain[i], s[i], attack[i], region[i],
-                                       over_db[i], pick[i], thr[i], ratio[i], knee[i], a_att[i], a_rel[i],
-                                       grad_x[i].T, grads[i])
+        _peak_compressor_backward_cpu1(
+            grad_y[i].T,
+            grad_s[i],
+            x[i].T,
+            gain[i],
+            s[i],
+            attack[i],
+            region[i],
+            over_db[i],
+            pick[i],
+            thr[i],
+            ratio[i],
+            knee[i],
+            a_att[i],
+            a_rel[i],
+            grad_x[i].T,
+            grads[i],
+        )
 
 
 # --- autograd Functions and entry points ------------------------------------------------------------------
@@ -212,11 +312,21 @@ class _Compressor(torch.autograd.Function):
     def forward(det, scale, floor, threshold, ratio, knee, makeup, a_att, a_rel):
         cuda, shape = on_device(det), det.shape
         (gain_k, gain), (s_k, s) = (Kernel.empty(shape, det.dtype, det.device, cuda) for _ in range(2))
-        (attack_k, attack), (region_k, region) = (Kernel.empty(shape, torch.uint8, det.device, cuda)
-                                                  for _ in range(2))
+        (attack_k, attack), (region_k, region) = (Kernel.empty(shape, torch.uint8, det.device, cuda) for _ in range(2))
         over_k, over = Kernel.empty(shape, torch.float64, det.device, cuda)
-        _FORWARD(cuda, shape[0], Kernel.along_time(det, cuda), scale, floor,
-                 *_parameters(threshold, ratio, knee, makeup, a_att, a_rel), gain_k, s_k, attack_k, region_k, over_k)
+        _FORWARD(
+            cuda,
+            shape[0],
+            Kernel.along_time(det, cuda),
+            scale,
+            floor,
+            *_parameters(threshold, ratio, knee, makeup, a_att, a_rel),
+            gain_k,
+            s_k,
+            attack_k,
+            region_k,
+            over_k,
+        )
         return gain, s, attack, region, over
 
     @staticmethod
@@ -236,9 +346,20 @@ class _Compressor(torch.autograd.Function):
         cuda = on_device(det)
         grad_det_k, grad_det = Kernel.empty(det.shape, s.dtype, det.device, cuda)
         grads = torch.empty((det.shape[0], 6), dtype=torch.float64, device=det.device)
-        _BACKWARD(cuda, det.shape[0], *(Kernel.along_time(t, cuda) for t in (grad_gain, grad_s, det, gain, s, attack,
-                                                                            region, over)),
-                  ctx.scale, ctx.floor, thr, ratio, knee, a_att, a_rel, grad_det_k, grads)
+        _BACKWARD(
+            cuda,
+            det.shape[0],
+            *(Kernel.along_time(t, cuda) for t in (grad_gain, grad_s, det, gain, s, attack, region, over)),
+            ctx.scale,
+            ctx.floor,
+            thr,
+            ratio,
+            knee,
+            a_att,
+            a_rel,
+            grad_det_k,
+            grads,
+        )
         grads = grads.to(inputs[0].dtype)
         return needed(ctx, grad_det, None, None, *(grads[:, j] for j in range(6)))
 
@@ -255,9 +376,19 @@ class _PeakCompressor(torch.autograd.Function):
         # float32 audio keeps its over_db record in float32 on the CPU: less traffic
         over_k, over = Kernel.empty((n_signals, size), torch.float64 if cuda else x.dtype, x.device, cuda)
         records = [Kernel.empty((n_signals, size), torch.uint8, x.device, cuda) for _ in range(3)]
-        _PEAK_FORWARD(cuda, n_signals, Kernel.along_time(x, cuda),
-                      *_parameters(threshold, ratio, knee, makeup, a_att, a_rel), y_k, gain_k, s_k, records[0][0],
-                      records[1][0], over_k, records[2][0])
+        _PEAK_FORWARD(
+            cuda,
+            n_signals,
+            Kernel.along_time(x, cuda),
+            *_parameters(threshold, ratio, knee, makeup, a_att, a_rel),
+            y_k,
+            gain_k,
+            s_k,
+            records[0][0],
+            records[1][0],
+            over_k,
+            records[2][0],
+        )
         (_, attack), (_, region), (_, pick) = records
         return y, s, gain, attack, region, over, pick
 
@@ -286,9 +417,20 @@ class _PeakCompressor(torch.autograd.Function):
             grad_s_k = Kernel.along_time(grad_s, cuda)
         grad_x_k, grad_x = Kernel.empty(x.shape, x.dtype, x.device, cuda)
         grads = torch.empty((n_signals, 6), dtype=torch.float64, device=x.device)
-        _PEAK_BACKWARD(cuda, n_signals, Kernel.along_time(grad_y, cuda), grad_s_k,
-                       *(Kernel.along_time(t, cuda) for t in (x, gain, s, attack, region, over, pick)),
-                       thr, ratio, knee, a_att, a_rel, grad_x_k, grads)
+        _PEAK_BACKWARD(
+            cuda,
+            n_signals,
+            Kernel.along_time(grad_y, cuda),
+            grad_s_k,
+            *(Kernel.along_time(t, cuda) for t in (x, gain, s, attack, region, over, pick)),
+            thr,
+            ratio,
+            knee,
+            a_att,
+            a_rel,
+            grad_x_k,
+            grads,
+        )
         grads = grads.to(inputs[0].dtype)
         return needed(ctx, grad_x, *(grads[:, j] for j in range(6)))
 
@@ -298,8 +440,10 @@ def compressor(det, scale, floor, threshold_db, ratio, knee_db, makeup_db, a_att
     signal det (S, T) (peak amplitude: 20, 1e-12; mean square: 10, 1e-24), soft-knee static curve, gain
     reduction, attack/release ballistics, make-up. Parameters (S,). Returns (linear gain incl. make-up,
     smoothed gain reduction s >= 0 dB), both (S, T) and differentiable in every tensor input."""
-    return _Compressor.apply(det, float(scale), float(floor), threshold_db, ratio, knee_db, makeup_db, a_attack,
-                             a_release)[:2]
+    return _Compressor.apply(
+        det, float(scale), float(floor), threshold_db, ratio, knee_db, makeup_db, a_attack, a_release
+    )[:2]
+
 
 def peak_compressor(x, threshold_db, ratio, knee_db, makeup_db, a_attack, a_release):
     """The compressor with the peak detector, fused end to end: x (S, C, T), the level of each signal the

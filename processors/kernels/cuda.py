@@ -45,34 +45,97 @@ def smooth_backward(grad_s, r, s, attack, a_att, a_rel, grad_r, grad_a):
 def compressor_forward(det, scale, floor, thr, ratio, knee, makeup, a_att, a_rel, gain, s, attack, region, over):
     i = cuda.grid(1)
     if i < det.shape[1]:
-        _comp_fwd(det[:, i], scale, floor, thr[i], ratio[i], knee[i], makeup[i], a_att[i], a_rel[i], gain[:, i],
-                  s[:, i], attack[:, i], region[:, i], over[:, i])
+        _comp_fwd(
+            det[:, i],
+            scale,
+            floor,
+            thr[i],
+            ratio[i],
+            knee[i],
+            makeup[i],
+            a_att[i],
+            a_rel[i],
+            gain[:, i],
+            s[:, i],
+            attack[:, i],
+            region[:, i],
+            over[:, i],
+        )
 
 
 @cuda.jit
-def compressor_backward(grad_gain, grad_s, det, gain, s, attack, region, over, scale, floor, thr, ratio, knee, a_att,
-                        a_rel, grad_det, grads):
+def compressor_backward(
+    grad_gain, grad_s, det, gain, s, attack, region, over, scale, floor, thr, ratio, knee, a_att, a_rel, grad_det, grads
+):
     i = cuda.grid(1)
     if i < det.shape[1]:
-        _comp_bwd(grad_gain[:, i], grad_s[:, i], det[:, i], gain[:, i], s[:, i], attack[:, i], region[:, i],
-                  over[:, i], scale, floor, thr[i], ratio[i], knee[i], a_att[i], a_rel[i], grad_det[:, i], grads[i])
+        _comp_bwd(
+            grad_gain[:, i],
+            grad_s[:, i],
+            det[:, i],
+            gain[:, i],
+            s[:, i],
+            attack[:, i],
+            region[:, i],
+            over[:, i],
+            scale,
+            floor,
+            thr[i],
+            ratio[i],
+            knee[i],
+            a_att[i],
+            a_rel[i],
+            grad_det[:, i],
+            grads[i],
+        )
 
 
 @cuda.jit
 def peak_compressor_forward(x, thr, ratio, knee, makeup, a_att, a_rel, y, gain, s, attack, region, over, pick):
     i = cuda.grid(1)
     if i < x.shape[1]:
-        _peak_fwd(x[:, i, :], thr[i], ratio[i], knee[i], makeup[i], a_att[i], a_rel[i], y[:, i, :], gain[:, i],
-                  s[:, i], attack[:, i], region[:, i], over[:, i], pick[:, i])
+        _peak_fwd(
+            x[:, i, :],
+            thr[i],
+            ratio[i],
+            knee[i],
+            makeup[i],
+            a_att[i],
+            a_rel[i],
+            y[:, i, :],
+            gain[:, i],
+            s[:, i],
+            attack[:, i],
+            region[:, i],
+            over[:, i],
+            pick[:, i],
+        )
 
 
 @cuda.jit
-def peak_compressor_backward(grad_y, grad_s, x, gain, s, attack, region, over, pick, thr, ratio, knee, a_att, a_rel,
-                             grad_x, grads):
+def peak_compressor_backward(
+    grad_y, grad_s, x, gain, s, attack, region, over, pick, thr, ratio, knee, a_att, a_rel, grad_x, grads
+):
     i = cuda.grid(1)
     if i < x.shape[1]:
-        _peak_bwd(grad_y[:, i, :], grad_s[:, i], x[:, i, :], gain[:, i], s[:, i], attack[:, i], region[:, i],
-                  over[:, i], pick[:, i], thr[i], ratio[i], knee[i], a_att[i], a_rel[i], grad_x[:, i, :], grads[i])
+        _peak_bwd(
+            grad_y[:, i, :],
+            grad_s[:, i],
+            x[:, i, :],
+            gain[:, i],
+            s[:, i],
+            attack[:, i],
+            region[:, i],
+            over[:, i],
+            pick[:, i],
+            thr[i],
+            ratio[i],
+            knee[i],
+            a_att[i],
+            a_rel[i],
+            grad_x[:, i, :],
+            grads[i],
+        )
 
 
 @cuda.jit
@@ -86,8 +149,17 @@ def limiter_forward(g_req, window, alpha, g, argmin, ramp, queue):
 def limiter_backward(grad_g, g, argmin, ramp, window, alpha, grad_req, grad_avg, grad_alpha):
     i = cuda.grid(1)
     if i < g.shape[1]:
-        _lim_bwd(grad_g[:, i], g[:, i], argmin[:, i], ramp[:, i], window[i], alpha[i], grad_req[:, i],
-                 grad_avg[:, i], grad_alpha[i])
+        _lim_bwd(
+            grad_g[:, i],
+            g[:, i],
+            argmin[:, i],
+            ramp[:, i],
+            window[i],
+            alpha[i],
+            grad_req[:, i],
+            grad_avg[:, i],
+            grad_alpha[i],
+        )
 
 
 KERNELS = {

@@ -34,8 +34,9 @@ def launch_cuda(name: str, n_signals: int, *args) -> None:
         kernel[blocks, threads](*[a.detach().numpy() if isinstance(a, torch.Tensor) else a for a in args])
         return
     stream = cuda.external_stream(torch.cuda.current_stream().cuda_stream)
-    kernel[blocks, threads, stream](*[cuda.as_cuda_array(a.detach()) if isinstance(a, torch.Tensor) else a
-                                      for a in args])
+    kernel[blocks, threads, stream](
+        *[cuda.as_cuda_array(a.detach()) if isinstance(a, torch.Tensor) else a for a in args]
+    )
 
 
 PARALLEL_MIN_SIGNALS = 4  # below this many signals one thread wins (measured on 2 cores)

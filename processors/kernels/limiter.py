@@ -48,6 +48,7 @@ def _limiter_forward_1d(g_req, window, alpha, g, argmin, ramp, queue):
             ramp[n] = 0
         g[n] = prev
 
+
 def _limiter_backward_1d(grad_g, g, argmin, ramp, window, alpha, grad_req, grad_avg, grad_alpha):
     size = g.shape[0]
     carry = 0.0
@@ -87,12 +88,14 @@ def _limiter_forward_cpu(g_req, window, alpha, g, argmin, ramp):
         queue = np.empty(g_req.shape[1], dtype=np.int64)
         _limiter_forward_cpu1(g_req[i], window[i], alpha[i], g[i], argmin[i], ramp[i], queue)
 
+
 @njit(parallel=True, cache=True)
 def _limiter_backward_cpu(grad_g, g, argmin, ramp, window, alpha, grad_req, grad_alpha):
     for i in prange(g.shape[0]):
         grad_avg = np.empty(g.shape[1], dtype=np.float64)
-        _limiter_backward_cpu1(grad_g[i], g[i], argmin[i], ramp[i], window[i], alpha[i], grad_req[i],
-                               grad_avg, grad_alpha[i])
+        _limiter_backward_cpu1(
+            grad_g[i], g[i], argmin[i], ramp[i], window[i], alpha[i], grad_req[i], grad_avg, grad_alpha[i]
+        )
 
 
 # --- autograd Function and entry points -------------------------------------------------------------------
@@ -111,8 +114,17 @@ class _LimiterGain(torch.autograd.Function):
         argmin_k, argmin = Kernel.empty(shape, torch.int64, g_req.device, cuda)
         ramp_k, ramp = Kernel.empty(shape, torch.uint8, g_req.device, cuda)
         scratch = [Kernel.empty(shape, torch.int64, g_req.device, cuda)[0]] if cuda else []  # the CPU allocates its own
-        _FORWARD(cuda, shape[0], Kernel.along_time(g_req, cuda), window.to(torch.int64).contiguous(),
-                 alpha.detach().double().contiguous(), g_k, argmin_k, ramp_k, *scratch)
+        _FORWARD(
+            cuda,
+            shape[0],
+            Kernel.along_time(g_req, cuda),
+            window.to(torch.int64).contiguous(),
+            alpha.detach().double().contiguous(),
+            g_k,
+            argmin_k,
+            ramp_k,
+            *scratch,
+        )
         return g, argmin, ramp
 
     @staticmethod
@@ -132,14 +144,22 @@ class _LimiterGain(torch.autograd.Function):
         grad_req_k.zero_()
         scratch = [Kernel.empty(g.shape, torch.float64, g.device, cuda)[0]] if cuda else []  # the CPU allocates its own
         grad_alpha = torch.empty((g.shape[0], 1), dtype=torch.float64, device=g.device)
-        _BACKWARD(cuda, g.shape[0], *(Kernel.along_time(t, cuda) for t in (grad_g, g, argmin, ramp)),
-                  window.to(torch.int64).contiguous(), alpha.detach().double().contiguous(), grad_req_k, *scratch,
-                  grad_alpha)
+        _BACKWARD(
+            cuda,
+            g.shape[0],
+            *(Kernel.along_time(t, cuda) for t in (grad_g, g, argmin, ramp)),
+            window.to(torch.int64).contiguous(),
+            alpha.detach().double().contiguous(),
+            grad_req_k,
+            *scratch,
+            grad_alpha,
+        )
         return needed(ctx, grad_req, None, grad_alpha[:, 0].to(alpha.dtype))
 
 
-def limiter_gain(g_req: torch.Tensor, lookahead_samples: torch.Tensor, release_coefficient: torch.Tensor
-                 ) -> torch.Tensor:
+def limiter_gain(
+    g_req: torch.Tensor, lookahead_samples: torch.Tensor, release_coefficient: torch.Tensor
+) -> torch.Tensor:
     """Lookahead ramp + release of a required gain g_req (S, T) in (0, 1]; ``lookahead_samples`` (S,) the ramp's
     length (whole samples >= 1), ``release_coefficient`` (S,) the one-pole release coefficient (see
     :func:`time_coefficient`). Returns g (S, T) with g <= g_req; differentiable in g_req and the coefficient."""
@@ -150,6 +170,7 @@ def limiter_gain(g_req: torch.Tensor, lookahead_samples: torch.Tensor, release_c
     pad = int(lookahead_samples.max()) - 1
     padded = torch.nn.functional.pad(g_req, (pad, 0), value=1.0) if pad else g_req
     return _LimiterGain.apply(padded, lookahead_samples.to(g_req.device), release_coefficient)[0][:, pad:]
+
 
 def window_samples(time_ms: torch.Tensor, sample_rate: int) -> torch.Tensor:
     """A time in ms -> a whole number of samples >= 1 (int64)."""

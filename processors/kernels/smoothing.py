@@ -18,6 +18,7 @@ def _smooth_forward_1d(r, a_att, a_rel, s, attack):
         attack[n], prev = ballistics_step(r[n] * 1.0, prev, a_att, a_rel)
         s[n] = prev
 
+
 def _smooth_backward_1d(grad_s, r, s, attack, a_att, a_rel, grad_r, grad_a):
     # lam[n] = dLoss/ds[n] including the future: lam[n] = grad_s[n] + a[n+1] lam[n+1]
     carry = 0.0
@@ -50,6 +51,7 @@ _smooth_backward_cpu1 = njit(cache=True)(_smooth_backward_1d)
 def _smooth_forward_cpu(r, a_att, a_rel, s, attack):
     for i in prange(r.shape[0]):
         _smooth_forward_cpu1(r[i], a_att[i], a_rel[i], s[i], attack[i])
+
 
 @njit(parallel=True, cache=True)
 def _smooth_backward_cpu(grad_s, r, s, attack, a_att, a_rel, grad_r, grad_a):
@@ -88,8 +90,14 @@ class _Smooth(torch.autograd.Function):
         cuda = on_device(r)
         grad_r_k, grad_r = Kernel.empty(r.shape, s.dtype, r.device, cuda)
         grad_a = torch.empty((r.shape[0], 2), dtype=torch.float64, device=r.device)
-        _BACKWARD(cuda, r.shape[0], *(Kernel.along_time(t, cuda) for t in (grad_s, r, s, attack)),
-                  *_coefficients(a_att, a_rel), grad_r_k, grad_a)
+        _BACKWARD(
+            cuda,
+            r.shape[0],
+            *(Kernel.along_time(t, cuda) for t in (grad_s, r, s, attack)),
+            *_coefficients(a_att, a_rel),
+            grad_r_k,
+            grad_a,
+        )
         return needed(ctx, grad_r, grad_a[:, 0].to(a_att.dtype), grad_a[:, 1].to(a_att.dtype))
 
 
@@ -101,9 +109,11 @@ def time_coefficient(time_ms: torch.Tensor, sample_rate: int) -> torch.Tensor:
     """One-pole coefficient a = exp(-1 / (tau sample_rate)) for a time constant tau = time_ms / 1000."""
     return torch.exp(-1000.0 / (time_ms * sample_rate))
 
+
 def smooth(r: torch.Tensor, a_attack: torch.Tensor, a_release: torch.Tensor) -> torch.Tensor:
     """Attack/release one-pole of r (S, T) with per-signal coefficients (S,); differentiable in all three."""
     return _Smooth.apply(r, a_attack, a_release)[0]
+
 
 def one_pole(r: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
     """Plain one-pole s[n] = a s[n-1] + (1 - a) r[n], s[-1] = 0, of r (S, T) with coefficients (S,)."""
