@@ -176,9 +176,14 @@ def build_module(job: Job, device) -> tuple[TuningModule, list, list | None]:
         for item in items
     ]
     solvers = [chain for chain, _ in starts]
+    # each start was scored on target while it was chosen: the module need not render it again
+    start_scores = [
+        min(s["objective_drl_db"] for s in scored if s["objective_drl_db"] is not None) for _, scored in starts
+    ]
     idle_items = candidate_values = None
     if job.population is not None:  # P candidates of the one item, spread over the timing parameters
-        solvers = candidates(job.spec, solvers[0], items[0], rate, job.population, job.tol_lu)
+        chosen = candidates(job.spec, solvers[0], start_scores[0], items[0], rate, job.population, job.tol_lu)
+        solvers, start_scores = [chain for chain, _ in chosen], [score for _, score in chosen]
         candidate_values = [solver.values() for solver in solvers]
         items = [replace(items[0], name=f"{items[0].name}/candidate{i}") for i in range(len(solvers))]
         idle_items = [0]
@@ -203,6 +208,7 @@ def build_module(job: Job, device) -> tuple[TuningModule, list, list | None]:
         seed=int(job.cfg.data.seed),
         population=job.population,
         idle_items=idle_items,
+        start_scores=start_scores,
     )
     return module, starts, candidate_values
 
@@ -269,22 +275,31 @@ def search_options(cfg: DictConfig, mode: str) -> Population | None:
     return population
 
 
-def candidates(spec: ProcessorSpec, start, item: Item, sample_rate: int, population: Population, tol_lu: float) -> list:
-    """The population's one-setting processors, each solved onto the target on the whole track: copies of
-    ``start`` (the single-start run's processor, candidate 0) at :func:`tuning.population.starting_values`.
-    Candidates that cannot reach the target are left out; ValueError when fewer than two remain."""
-    out = [start]
+def candidates(
+    spec: ProcessorSpec,
+    start,
+    start_score: float,
+    item: Item,
+    sample_rate: int,
+    population: Population,
+    tol_lu: float,
+) -> list[tuple]:
+    """The population's one-setting processors, each solved onto the target on the whole track and scored
+    there (``objective_drl_db``): copies of ``start`` (the single-start run's processor, candidate 0, scored
+    ``start_score``) at :func:`tuning.population.starting_values`. Returns (processor, score) pairs; candidates
+    that cannot reach the target are left out; ValueError when fewer than two remain."""
+    out = [(start, start_score)]
     for values in starting_values(start.values(), spec.starts, population)[1:]:
         chain = copy.deepcopy(start)
         chain.set_values(**values)
         try:
             with torch.no_grad():
-                solve_target(
+                solution = solve_target(
                     chain, item.track, sample_rate, item.objective.target, spec.level_param, None, tol_lu=tol_lu
                 )
         except ValueError:
             continue
-        out.append(chain)
+        out.append((chain, float(item.objective.measure(item.track, solution.output)["objective_drl_db"])))
     if len(out) < 2:
         raise ValueError("search=population: no starting point but the first can reach the target")
     return out

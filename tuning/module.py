@@ -101,6 +101,8 @@ class TuningModule(L.LightningModule):
     With a ``population`` the items are candidates for one track (:mod:`tuning.population`): after every
     ``population.every`` validations the worst are replaced by perturbed copies of the best, and only the best
     candidate seen is finalized. ``idle_items`` are the items whose idle settings are scored (default: all).
+    ``start_scores``: each item's starting settings' objective on target, when the caller measured it already
+    (default: rendered and measured when training starts).
     """
 
     def __init__(
@@ -121,11 +123,13 @@ class TuningModule(L.LightningModule):
         seed: int = 0,
         population: Population | None = None,
         idle_items: Sequence[int] | None = None,
+        start_scores: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         # logged by on_fit_start together with the final metrics' names (the HPARAMS tab)
         self.save_hyperparameters(
-            ignore=["processor", "items", "optimizer", "solvers", "population", "idle_items"], logger=False
+            ignore=["processor", "items", "optimizer", "solvers", "population", "idle_items", "start_scores"],
+            logger=False,
         )
         self.processor = processor
         self.items = list(items)
@@ -151,6 +155,9 @@ class TuningModule(L.LightningModule):
         self.crops_per_batch, self.seed = int(crops_per_batch), int(seed)
         self.population = population
         self.idle_items = list(range(len(self.items)) if idle_items is None else idle_items)
+        self.start_scores = list(start_scores) if start_scores is not None else None
+        if self.start_scores is not None and len(self.start_scores) != len(self.items):
+            raise ValueError(f"{len(self.items)} items need as many start scores, got {len(self.start_scores)}")
         self.best = [Best() for _ in self.items]
         self.slope_hints: list[float | None] = [None] * len(self.items)
         self.scores: list[float | None] = [None] * len(self.items)  # of the last validation, on target
@@ -283,8 +290,11 @@ class TuningModule(L.LightningModule):
                 if self.idle_values and index in self.idle_items:
                     self.best[index].offer(self._score_idle(index), solver, self.global_step, "idle")
                     solver.load_state_dict(start)
-                score = self.measure_item(index, solver(self.items[index].track))["objective_drl_db"]
-                self.best[index].offer(float(score), solver, self.global_step, "start")
+                if self.start_scores is not None:
+                    score = self.start_scores[index]
+                else:
+                    score = float(self.measure_item(index, solver(self.items[index].track))["objective_drl_db"])
+                self.best[index].offer(score, solver, self.global_step, "start")
 
     def _score_idle(self, index: int) -> float:
         """The objective on target of item ``index``'s idle settings. When the limiter then matches the
