@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from drl.bands import band_energies, band_weights
-from drl.checks import check_audio, check_sample_rate, energy
+from drl.checks import check_audio, check_number, check_sample_rate, energy
 
 #: The upper edge of the infrasound band, in Hz.
 INFRASOUND_HZ = 20.0
@@ -27,8 +27,7 @@ def infrasound_share(audio: torch.Tensor, sample_rate: int, below_hz: float = IN
     item: a scalar, or ``(B,)`` for ``(B, C, T)``. Exact brick-wall split of one FFT (:mod:`drl.bands`)."""
     audio = check_audio(audio, "audio").double()
     sample_rate = check_sample_rate(sample_rate)
-    if not 0 < below_hz < sample_rate / 2:
-        raise ValueError(f"below_hz must lie within 0..{sample_rate / 2:g} Hz, got {below_hz}")
+    check_number("below_hz", below_hz, 0.0, sample_rate / 2, unit="Hz", low_open=True, high_open=True)
     weights = band_weights(audio.shape[-1], sample_rate, [(0.0, below_hz)], dtype=audio.dtype, device=audio.device)
     low = band_energies(audio, weights)[0]
     total = energy(audio)

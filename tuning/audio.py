@@ -127,8 +127,7 @@ def demo_track(sample_rate: int = 44_100, duration_s: float = 30.0, seed: int = 
     of an unmastered mix: peaks at -3 dBFS, integrated loudness around -22 LUFS (30 s, seed 0).
     """
     sample_rate = check_sample_rate(sample_rate)
-    if not duration_s > 0:
-        raise ValueError(f"demo duration_s must be > 0, got {duration_s}")
+    duration_s = check_number("demo duration_s", duration_s, 0.0, unit="s", low_open=True)
     rng = np.random.default_rng(seed)
     n = int(round(duration_s * sample_rate))
     beat = 0.5  # s, 120 BPM
@@ -273,8 +272,7 @@ def join_tracks(tracks: list[Track], gap_s: float = 1.0) -> tuple[Track, list[tu
     """The tracks end to end with ``gap_s`` of silence between them (so a limiter's release and a
     compressor's envelope settle before the next track; silence is gated out of the loudness), as one
     ``album`` track, and the (offset, length) of each in samples."""
-    if isinstance(gap_s, bool) or not isinstance(gap_s, (int, float)) or not 0 <= gap_s < math.inf:
-        raise ValueError(f"data.gap_s must be a finite number of seconds >= 0, got {gap_s!r}")
+    gap_s = check_number("data.gap_s", gap_s, 0.0, unit="s")
     rate = tracks[0].sample_rate
     gap = torch.zeros(tracks[0].audio.shape[0], int(round(gap_s * rate)))
     parts, segments, offset = [], [], 0

@@ -16,6 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the non-interactive backend)
 
 import drl  # noqa: E402
+from drl.checks import check_number  # noqa: E402
 from tuning.results import summary_table  # noqa: E402
 from tuning.solve import TOL_LU  # noqa: E402
 
@@ -76,9 +77,7 @@ class MediaLogger(L.Callback):
     tunes several. Rank zero only."""
 
     def __init__(self, excerpt_s: float = 10.0) -> None:
-        if not excerpt_s > 0:
-            raise ValueError(f"callbacks.media.excerpt_s must be > 0 s, got {excerpt_s}")
-        self.excerpt_s = float(excerpt_s)
+        self.excerpt_s = check_number("callbacks.media.excerpt_s", excerpt_s, 0.0, unit="s", low_open=True)
 
     @rank_zero_only
     def on_train_end(self, trainer: L.Trainer, pl_module) -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 
 import drl
+from drl.checks import check_number
 from tuning.objective import Target
 
 #: Largest step of one search move, in dB.
@@ -57,8 +58,7 @@ def find_gain(
     brackets. The gain returned is the last one ``loudness_at`` was called with. Raises ValueError when the
     target lies beyond what the range of gains reaches.
     """
-    if isinstance(tol_lu, bool) or not isinstance(tol_lu, (int, float)) or not 0 < tol_lu < math.inf:
-        raise ValueError(f"the loudness tolerance (solve.tol_lu) must be a finite number of LU > 0, got {tol_lu!r}")
+    check_number("the loudness tolerance (solve.tol_lu)", tol_lu, 0.0, unit="LU", low_open=True)
     gain = min(max(start_db, low_db), high_db)
     level = loudness_at(gain)
     count = 1
