@@ -93,6 +93,7 @@ def run_baseline(
     score: Callable[[torch.Tensor, torch.Tensor], float] | None = None,
     excerpt: Excerpt | None = None,
     finalists: int = FINALISTS,
+    on_point: Callable[[int, int, dict], None] | None = None,
 ) -> dict:
     """Search the grid of release x lookahead x slow release (None: a single release); return the winner as
     plain values: ``drl_db``, ``lufs``, ``true_peak_dbtp``, ``gain_db``, ``ceiling_db``, ``release_ms``,
@@ -105,7 +106,8 @@ def run_baseline(
     also holds every measure, as plain numbers (``band_drl_db`` as a dict); without it, the least plain DRL wins.
 
     With an ``excerpt`` (:func:`tuning.excerpt.choose_excerpt`) the grid is ranked there, and the ``finalists``
-    best points are solved on the whole track, where the winner is chosen and measured.
+    best points are solved on the whole track, where the winner is chosen and measured. ``on_point(k, n,
+    point)`` hears of each grid point as it is ranked (k of n; None when it cannot reach the target).
 
     Raises ValueError when no grid point reaches the target (the target cannot be met).
     """
@@ -149,11 +151,14 @@ def run_baseline(
         return chain, solution
 
     ranked, slope, failure = [], None, None
-    for settings in itertools.product(release_ms, lookahead_ms, slow_release_ms):
+    grid_settings = list(itertools.product(release_ms, lookahead_ms, slow_release_ms))
+    for k, settings in enumerate(grid_settings, 1):
         try:
             _, solution = solve(settings, excerpt.audio, excerpt.target, gain_db, slope)
         except ValueError as error:  # this point cannot reach the target; another one may
             failure = error
+            if on_point:
+                on_point(k, len(grid_settings), None)
             continue
         point = {
             "release_ms": float(settings[0]),
@@ -164,6 +169,8 @@ def run_baseline(
         if measure is not None:
             point["objective_drl_db"] = score(excerpt.audio, solution.output)
         ranked.append((point.get("objective_drl_db", point["drl_db"]), point, solution))
+        if on_point:
+            on_point(k, len(grid_settings), point)
         gain_db = solution.values["gain.gain_db"]  # neighbours need about the same gain and slope: fewer renders
         slope = solution.slope or slope
     if not ranked:

@@ -40,6 +40,7 @@ from tuning.gain_alone import gain_alone_db, render_gain_alone
 from tuning.module import Item, TuningModule, batch_values
 from tuning.objective import LossWeights, Objective, Target
 from tuning.population import Population, starting_values
+from tuning.progress import SILENT, Progress
 from tuning.results import (
     check_fresh,
     check_fresh_summary,
@@ -74,6 +75,7 @@ class Job:
     loaders: tuple  # (train, val): placeholder batches, the module draws its own crops
     tol_lu: float
     ckpt_path: str | None
+    progress: Progress = SILENT
 
 
 def run(cfg: DictConfig, out_dir: Path) -> dict:
@@ -81,7 +83,8 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     metrics.json; in folder modes {file name: metrics}). Bad input raises ValueError before any work."""
     _quiet_lightning()
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    job = prepare(cfg, out_dir)
+    progress = Progress()
+    job = prepare(cfg, out_dir, progress)
     if job.mode == "single" and job.ckpt_path is None and cfg.solve.get("gain_alone", True):
         answered = answer_with_gain(job)
         if answered is not None:
@@ -91,7 +94,9 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     module, starts, candidate_values = build_module(job, trainer.strategy.root_device)
     baseline_s = time.perf_counter() - clock
     clock = time.perf_counter()
-    trainer.fit(module, *job.loaders, ckpt_path=job.ckpt_path)
+    steps = trainer.max_steps
+    with progress.stage(f"tuning: {steps} steps, candidates compared at each validation" if steps > 0 else "tuning"):
+        trainer.fit(module, *job.loaders, ckpt_path=job.ckpt_path)
     if module.finals is None:  # the SolveTarget callback did not run (e.g. an interrupted fit)
         module.finalize(tol_lu=job.tol_lu)
     timing = {
@@ -107,7 +112,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     return results[job.tracks[0].name] if job.mode == "single" else results
 
 
-def prepare(cfg: DictConfig, out_dir: Path) -> Job:
+def prepare(cfg: DictConfig, out_dir: Path, progress: Progress = SILENT) -> Job:
     """Everything that can be wrong with the input, checked before any work: the step count, every config
     group, the tracks (loaded and conditioned), the crop length, fresh output folders, the checkpoint."""
     max_steps = cfg.trainer.get("max_steps", -1)
@@ -119,9 +124,13 @@ def prepare(cfg: DictConfig, out_dir: Path) -> Job:
     target, weights = instantiate(cfg.target), instantiate(cfg.loss)
     spec: ProcessorSpec = instantiate(cfg.processor)
     optimizer = instantiate(cfg.optim)
-    mode, tracks = load_tracks(cfg)
-    population = search_options(cfg, mode)
-    tracks, conditioning = condition_tracks(tracks, cfg.get("subsonic") or {})
+    population = search_options(cfg, str(cfg.data.get("mode")) if cfg.data.get("dir") is not None else "single")
+    with progress.stage("reading and checking the input") as end:
+        mode, tracks = load_tracks(cfg)
+        tracks, conditioning = condition_tracks(tracks, cfg.get("subsonic") or {})
+        end["result"] = "; ".join(describe_input(track, conditioning[track.name]) for track in tracks[:3]) + (
+            f"; and {len(tracks) - 3} more" if len(tracks) > 3 else ""
+        )
     crop_samples = max(check_crop_length(track, float(cfg.data.crop_s)) for track in tracks)
     for track in tracks:
         check_fresh(out_dir / track.name if mode != "single" else out_dir, track.name)
@@ -148,6 +157,18 @@ def prepare(cfg: DictConfig, out_dir: Path) -> Job:
         loaders,
         float(cfg.solve.tol_lu),
         ckpt_path,
+        progress,
+    )
+
+
+def describe_input(track: Track, conditioning: dict) -> str:
+    """One line about an input track: length, rate, channels, loudness, true peak, DC, infrasound."""
+    audio, rate = track.audio, track.sample_rate
+    removed = ", removed" if conditioning.get("subsonic") else ""
+    return (
+        f"{track.name}: {audio.shape[-1] / rate:.1f} s, {rate} Hz, {audio.shape[0]} ch, "
+        f"{float(drl.integrated_loudness(audio, rate)):.2f} LUFS, {float(drl.true_peak(audio, rate).amax()):.2f} dBTP, "
+        f"DC {conditioning['dc_offset']:.4f}, {100 * conditioning['infrasound_share']:.1f} % below 20 Hz{removed}"
     )
 
 
@@ -166,6 +187,7 @@ def answer_with_gain(job: Job) -> dict | None:
     if not spec.min <= found[0] <= spec.max:
         return None
     chain.set_values(**job.spec.idle, **{job.spec.level_param: found[0]})
+    job.progress.say(f"a gain of {found[0]:+.2f} dB alone meets the target: no limiting needed, nothing to train")
     output, metrics = render_gain_alone(track.audio, rate, job.target, job.weights, found[0])
     metrics["conditioning"] = job.conditioning[track.name]
     metrics["timing_s"] = {"gain_alone": round(time.perf_counter() - clock, 3)}
@@ -194,23 +216,25 @@ def build_module(job: Job, device) -> tuple[TuningModule, list, list | None]:
     items = [make_item(name, audio, segments, job, device) for name, audio, segments in groups(job)]
     # one batch, one limiter structure: two-stage if any item's baseline won with it
     two_stage = any(item.baseline.get("slow_release_ms") is not None for item in items)
-    starts = [
-        choose_start(
-            job.spec,
-            item.excerpt.audio,
-            rate,
-            item.excerpt.target,
-            suggest_settings(item.track, rate, job.target, of_structure(item.baseline, two_stage)),
-            item.objective.score,
-            job.tol_lu,
-        )
-        for item in items
-    ]
+    with job.progress.stage(f"starting points: {1 + len(job.spec.starts)} settings solved onto the target") as end:
+        starts = [
+            choose_start(
+                job.spec,
+                item.excerpt.audio,
+                rate,
+                item.excerpt.target,
+                suggest_settings(item.track, rate, job.target, of_structure(item.baseline, two_stage)),
+                item.objective.score,
+                job.tol_lu,
+            )
+            for item in items
+        ]
+        # each start was scored on target while it was chosen: the module need not render it again
+        start_scores = [
+            min(s["objective_drl_db"] for s in scored if s["objective_drl_db"] is not None) for _, scored in starts
+        ]
+        end["result"] = "best objective " + ", ".join(f"{score:.2f} dB" for score in start_scores[:8])
     solvers = [chain for chain, _ in starts]
-    # each start was scored on target while it was chosen: the module need not render it again
-    start_scores = [
-        min(s["objective_drl_db"] for s in scored if s["objective_drl_db"] is not None) for _, scored in starts
-    ]
     idle_items = candidate_values = None
     if job.population is not None:  # P candidates of the one item, spread over the timing parameters
         chosen = candidates(job.spec, solvers[0], start_scores[0], items[0], rate, job.population, job.tol_lu)
@@ -241,6 +265,7 @@ def build_module(job: Job, device) -> tuple[TuningModule, list, list | None]:
         idle_items=idle_items,
         start_scores=start_scores,
     )
+    module.progress = job.progress
     return module, starts, candidate_values
 
 
@@ -259,15 +284,38 @@ def make_item(name: str, audio: torch.Tensor, segments, job: Job, device) -> Ite
     audio, rate = audio.to(device), job.tracks[0].sample_rate
     objective = Objective(rate, job.target, job.weights, float(drl.integrated_loudness(audio, rate)))
     excerpt = choose_excerpt(audio, rate, job.target, job.cfg.solve.get("excerpt_s"))
-    baseline = run_baseline(
-        audio,
-        rate,
-        job.target,
-        measure=objective.measure,
-        score=objective.score,
-        excerpt=excerpt,
-        **baseline_options(job.cfg),
-    )
+    where = "the whole track" if excerpt.whole else f"a {excerpt.audio.shape[-1] / rate:.0f} s excerpt"
+    options = baseline_options(job.cfg)
+
+    def on_point(k: int, n: int, point: dict | None) -> None:
+        slow = point and point["slow_release_ms"]
+        settings = (
+            "cannot reach the target"
+            if point is None
+            else (
+                f"release {point['release_ms']:g} ms, lookahead {point['lookahead_ms']:g} ms"
+                + (f", slow release {slow:g} ms" if slow else "")
+                + f": objective {point.get('objective_drl_db', point['drl_db']):.2f} dB"
+            )
+        )
+        job.progress.say(f"  baseline {k}/{n}: {settings}")
+
+    with job.progress.stage(f"baseline search for {name} (gain + limiter, ranked on {where})") as end:
+        baseline = run_baseline(
+            audio,
+            rate,
+            job.target,
+            measure=objective.measure,
+            score=objective.score,
+            excerpt=excerpt,
+            on_point=on_point,
+            **options,
+        )
+        end["result"] = (
+            f"release {baseline['release_ms']:g} ms, lookahead {baseline['lookahead_ms']:g} ms; on the whole track "
+            f"{baseline['lufs']:.2f} LUFS, {baseline['true_peak_dbtp']:.2f} dBTP, objective "
+            f"{baseline.get('objective_drl_db', baseline['drl_db']):.2f} dB"
+        )
     # later candidates are compared where the baseline's winner reads on target
     excerpt = replace(excerpt, target=Level(baseline["excerpt"]["target_lufs"], excerpt.target.ceiling_dbtp))
     metrics = track_metrics(audio, audio, rate, job.weights)
@@ -437,12 +485,20 @@ def _write_tracks(job: Job, module: TuningModule, results: dict) -> None:
     """One track: its three files in the run folder and the summary table. Per track: a folder per file and
     summary.csv."""
     rows = []
-    for track, solution in zip(job.tracks, module.finals):
-        folder = job.out_dir if job.mode == "single" else job.out_dir / track.name
-        write_results(
-            folder, track.name, solution.output, track.sample_rate, solution.values, results[track.name], job.spec.name
-        )
-        rows.append(summary_row(track.name, results[track.name], solution.values))
+    with job.progress.stage("writing the outputs") as end:
+        for track, solution in zip(job.tracks, module.finals):
+            folder = job.out_dir if job.mode == "single" else job.out_dir / track.name
+            write_results(
+                folder,
+                track.name,
+                solution.output,
+                track.sample_rate,
+                solution.values,
+                results[track.name],
+                job.spec.name,
+            )
+            rows.append(summary_row(track.name, results[track.name], solution.values))
+        end["result"] = str(job.out_dir)
     if job.mode == "single":
         print(summary_table(results[job.tracks[0].name], module.finals[0].values))
     else:

@@ -24,6 +24,7 @@ from tuning.audio import draw_crop_starts, step_generator, take_crops
 from tuning.excerpt import Excerpt, whole_track
 from tuning.objective import Objective
 from tuning.population import Population, exploit
+from tuning.progress import SILENT
 from tuning.results import run_metrics, track_metrics
 from tuning.solve import TOL_LU, Solution, solve_target
 
@@ -167,6 +168,7 @@ class TuningModule(L.LightningModule):
         self.slope_hints: list[float | None] = [None] * len(self.items)
         self.scores: list[float | None] = [None] * len(self.items)  # of the last validation, on target
         self.resumed = False
+        self.progress = SILENT  # a job sets its own: one line per validation and for the final solve
         self.finals: list[Solution] | None = None
         self.final_metrics: list[dict] | None = None
         self.final_indices: list[int] = []  # the items that were finalized, in the order of ``finals``
@@ -361,6 +363,8 @@ class TuningModule(L.LightningModule):
                 }
             )
         self.log("val/on_target", len(logged) / len(self.items), batch_size=1)
+        if not self.trainer.sanity_checking:
+            self._say_validation()
         if logged:
             self.log_dict(
                 {f"val/{k}": torch.stack([m[k].double() for m in logged]).mean().to(self.device) for k in logged[0]},
@@ -368,6 +372,20 @@ class TuningModule(L.LightningModule):
             )
         if self.population is not None and not self.trainer.sanity_checking:
             self._exploit()
+
+    def _say_validation(self) -> None:
+        scored = [s for s in self.scores if s is not None]
+        where = "" if self.items[0].excerpt.whole else " (on the excerpt)"
+        if len(self.items) == 1:
+            best = self.best[0]
+            now = "cannot reach the target" if not scored else f"objective {scored[0]:.2f} dB on target{where}"
+            kept = f"best {best.objective_db:.2f} dB: {best.label} at step {best.step}" if best.state else ""
+            line = f"{now}; {kept}" if kept else now
+        else:
+            line = f"{len(scored)}/{len(self.items)} settings on target{where}" + (
+                f", objective {min(scored):.2f} to {max(scored):.2f} dB" if scored else ""
+            )
+        self.progress.say(f"  step {self.global_step}/{self.trainer.max_steps}: {line}")
 
     def _exploit(self) -> None:
         """Every ``population.every`` validations: the worst candidates become perturbed copies of the best."""
@@ -410,6 +428,17 @@ class TuningModule(L.LightningModule):
         With a population only the best candidate is kept. The validations rank the candidates with the level
         solved alone, and a final solve may yet lower the ceiling (a true peak above it), so candidate 0 (the
         single-start run's) and the :data:`FINALISTS` best are solved to the end and the best of them kept."""
+        with self.progress.stage("final solve on the whole track") as end:
+            self._finalize(tol_lu)
+            if len(self.finals) == 1:
+                final, metrics = self.finals[0], self.final_metrics[0]
+                end["result"] = (
+                    f"{final.lufs:.2f} LUFS, {final.true_peak_dbtp:.2f} dBTP, objective "
+                    f"{metrics['output']['objective_drl_db']:.2f} dB; selected {metrics['selected']}"
+                )
+        return self.finals
+
+    def _finalize(self, tol_lu: float | None) -> None:
         clock = time.perf_counter()
         indices = list(range(len(self.items)))
         if self.population is not None:
@@ -426,7 +455,6 @@ class TuningModule(L.LightningModule):
         self.final_metrics = [metrics for _, _, metrics in finished]
         self._log_final()
         self.finalize_s = time.perf_counter() - clock
-        return self.finals
 
     def _finalize_item(self, index: int, tol_lu: float | None) -> tuple[int, Solution, dict]:
         """Item ``index``'s best candidate solved onto its target on the whole track and measured there. When
