@@ -363,7 +363,7 @@ class TuningModule(L.LightningModule):
                 }
             )
         self.log("val/on_target", len(logged) / len(self.items), batch_size=1)
-        if not self.trainer.sanity_checking:
+        if self._trainer is not None and not self.trainer.sanity_checking:
             self._say_validation()
         if logged:
             self.log_dict(
