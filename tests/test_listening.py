@@ -15,7 +15,7 @@ from processors import Chain, Compressor, Gain, Limiter
 from tuning.audio import demo_track
 from tuning.callbacks import MediaLogger, ObjectiveHistory
 from tuning.clips import PEAK_CEILING, listening_clips, loudest_excerpt, wav_bytes
-from tuning.figures import binned_max, compressor_curve_figure, gain_reduction_figure
+from tuning.figures import binned_max, compressor_curve_figure, gain_reduction_figure, objective_figure
 
 RATE = 48000
 
@@ -82,6 +82,16 @@ def test_clips_stay_below_full_scale_and_a_silent_residual_says_so(tuned):
     assert lufs(clips.input) < lufs(hot[:, clips.part]) - 5  # turned down together, by the excess peak
     assert clips.residual_lufs is None and float(clips.residual.abs().max()) == 0.0
     assert "silent" in clips.describe("residual")
+    clicks = track.clone()
+    clicks[:, ::4800] += 0.5  # a residual of sparse clicks: at -23 LUFS its peaks would clip
+    clips = listening_clips(track, clicks, RATE, 4.0)
+    assert clips.residual_peak_limited and float(clips.residual.abs().max()) == pytest.approx(PEAK_CEILING)
+    assert lufs(clips.residual) == pytest.approx(clips.residual_lufs, abs=1e-6) and clips.residual_lufs < -23.5
+    assert "its peak allows no more" in clips.describe("residual")
+    noisy = track + 0.2 * torch.randn(track.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    clips = listening_clips(track, noisy, RATE, 4.0)  # a residual louder than -23 LUFS is turned down
+    assert clips.residual_gain_db < 0 and lufs(clips.residual) == pytest.approx(-23.0, abs=1e-6)
+    assert "turned down" in clips.describe("residual") and not clips.residual_peak_limited
     with pytest.raises(ValueError, match="excerpt length"):
         listening_clips(track, track, RATE, 0.1)
     with pytest.raises(ValueError, match="one shape"):
@@ -191,6 +201,18 @@ def test_compressor_curve_marks_threshold_and_knee():
     assert (knee.get_x(), knee.get_x() + knee.get_width()) == pytest.approx((-34.0, -26.0))  # data coordinates
     hard = compressor_curve_figure(Compressor(RATE, threshold_db=-20.0, knee_db=0.0))
     assert not hard.axes[0].patches  # a hard knee has no span to shade
+
+
+def test_objective_figure_draws_the_validations_the_result_and_the_baseline():
+    figure = objective_figure([(0, -24.0), (20, None), (40, -26.0), (60, -25.5)], -26.25, -25.0, "NMR", 40)
+    lines = {line.get_label(): line for line in figure.axes[0].lines}
+    validations = lines["validation (whole track, on target)"]
+    assert list(validations.get_xdata()) == [0, 40, 60] and list(validations.get_ydata()) == [-24.0, -26.0, -25.5]
+    assert list(lines["result"].get_xdata()) == [40] and list(lines["result"].get_ydata()) == [-26.25]
+    assert list(lines["gain + limiter baseline"].get_ydata()) == [-25.0, -25.0]
+    assert figure.axes[0].get_ylabel().startswith("NMR")
+    empty = objective_figure([], None, None)
+    assert [text.get_text() for text in empty.axes[0].texts] == ["no validation ran"]
 
 
 def test_objective_history_records_each_validation_and_survives_a_checkpoint():

@@ -18,7 +18,7 @@ import torch
 import drl
 from drl.checks import check_number
 
-#: The level the residual is raised to (LUFS): near the matched clips, so that it can be heard at all.
+#: The level the residual is brought to (LUFS): near the matched clips, so that it can be heard at all.
 RESIDUAL_LUFS = -23.0
 #: The highest sample peak a clip may have: a 16-bit WAV's largest positive sample.
 PEAK_CEILING = 1.0 - 2.0**-15
@@ -69,6 +69,7 @@ class Clips:
     residual_lufs: float | None  # None: the residual is silent (no 400 ms block above the meter's gates)
     residual_gain_db: float
     residual_own_lufs: float | None  # where the residual sits before it is raised
+    residual_peak_limited: bool  # its peak kept it below the level asked for
 
     @property
     def part(self) -> slice:
@@ -103,9 +104,12 @@ class Clips:
             raise ValueError(f"no clip named {which!r}: input, output or residual")
         if self.residual_lufs is None:
             return f"Residual (output minus the gain-matched input), {passage}: silent."
+        gain = self.residual_gain_db
+        change = f"{'raised' if gain >= 0 else 'turned down'} {abs(gain):.1f} dB to {self.residual_lufs:.1f} LUFS"
+        limited = " (its peak allows no more)" if self.residual_peak_limited else ""
         return (
-            f"Residual (output minus the gain-matched input), {passage}, raised {self.residual_gain_db:+.1f} dB "
-            f"to {self.residual_lufs:.1f} LUFS; at its own level it plays at {self.residual_own_lufs:.1f} LUFS."
+            f"Residual (output minus the gain-matched input), {passage}, {change}{limited}; at its own level it "
+            f"plays at {self.residual_own_lufs:.1f} LUFS."
         )
 
 
@@ -118,7 +122,7 @@ def listening_clips(
 ) -> Clips:
     """Clips of the loudest ``seconds`` of ``track`` (C, T) and of ``output`` (C, T) there, matched in loudness,
     and of the residual (``output`` minus the per-channel least-squares gain times ``track``, over the whole
-    track: what DRL measures) raised to ``residual_lufs`` (lower when its peak would clip: the level reached
+    track: what DRL measures) brought to ``residual_lufs`` (lower when its peak would clip: the level reached
     is in :attr:`Clips.residual_lufs`)."""
     seconds = check_number("excerpt length", seconds, 0.4, unit="s")
     residual_lufs = check_number("residual level", residual_lufs, -70.0, 0.0, unit="LUFS")
@@ -143,11 +147,12 @@ def listening_clips(
     if math.isfinite(d_own):
         d_gain = residual_lufs - d_own
         d_peak = _peak(d) * 10 ** (d_gain / 20)
-        if d_peak > PEAK_CEILING:
+        limited = d_peak > PEAK_CEILING
+        if limited:
             d_gain -= 20 * math.log10(d_peak / PEAK_CEILING)
         d_level, d_own_level = d_own + d_gain, d_own
     else:
-        d_gain, d_level, d_own_level = 0.0, None, None
+        d_gain, d_level, d_own_level, limited = 0.0, None, None, False
         d = torch.zeros_like(d)
     return Clips(
         sample_rate,
@@ -161,6 +166,7 @@ def listening_clips(
         d_level,
         d_gain,
         d_own_level,
+        limited,
     )
 
 

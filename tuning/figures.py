@@ -117,16 +117,18 @@ def objective_figure(
     final_db: float | None = None,
     baseline_db: float | None = None,
     label: str = "objective",
+    final_step: int | None = None,
 ) -> Figure:
     """The objective (dB) of each validation, on the whole track at the target, against the training step;
-    the final result and the gain + limiter baseline as references."""
+    the final result (at ``final_step``, the step its settings come from; else the last validation's) and the
+    gain + limiter baseline as references."""
     figure, axis = _figure(8, 3)
     points = [(step, value) for step, value in history if value is not None]
     if points:
         axis.plot(*zip(*points), marker="o", linewidth=1.0, label="validation (whole track, on target)")
     if final_db is not None:
-        last = max((step for step, _ in history), default=0)
-        axis.plot([last], [final_db], marker="*", markersize=12, linestyle="none", color="C2", label="result")
+        step = final_step if final_step is not None else max((s for s, _ in history), default=0)
+        axis.plot([step], [final_db], marker="*", markersize=12, linestyle="none", color="C2", label="result")
     if baseline_db is not None:
         axis.axhline(baseline_db, color="grey", linestyle="--", linewidth=1.0, label="gain + limiter baseline")
     if not points:

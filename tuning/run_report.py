@@ -185,6 +185,7 @@ def render_report(
     _, residual = drl.level_match(track.detach().double().cpu(), output.detach().double().cpu())
     out, target = metrics["output"], metrics.get("target") or {}
     selected = metrics.get("selected")
+    best_step = metrics.get("best_step") if isinstance(metrics.get("best_step"), int) else None
     facts = []
     if target:
         facts.append(
@@ -218,10 +219,13 @@ def render_report(
         )
     label = _objective_label(out)
     objective = _figure(
-        objective_figure(history, out.get("objective_drl_db"), metrics.get("baseline_objective_drl_db"), label),
+        objective_figure(
+            history, out.get("objective_drl_db"), metrics.get("baseline_objective_drl_db"), label, best_step
+        ),
         "objective over the run",
         f"The {label} of each validation (whole track, solved onto the target) against the training step; "
-        "the star is the result, the dashed line the gain + limiter baseline.",
+        "the star is the result (at the step its settings come from; the final solve may lower the ceiling), "
+        "the dashed line the gain + limiter baseline.",
     )
     title = f"drl-tune: {html.escape(name)}"
     return f"""<!doctype html>
