@@ -195,7 +195,7 @@ def render_report(
     if selected:
         facts.append(f"selected: {html.escape(str(selected))} (best at step {metrics.get('best_step')})")
 
-    excerpt = track[:, clips.part].detach().double().cpu()
+    excerpt = track[:, clips.part].detach()  # on the processor's device, in its dtype
     figures = [
         _figure(
             gain_reduction_figure(processor, excerpt, sample_rate, clips.start_s),
