@@ -79,6 +79,7 @@ def test_folder_per_track_each_file_meets_its_target(compose_config, tmp_path, f
         assert float(rows[name]["nmr_db"]) == pytest.approx(metrics["output"]["nmr_db"], abs=1e-3)
         assert float(rows[name]["baseline_nmr_db"]) == pytest.approx(metrics["baseline"]["nmr_db"], abs=1e-3)
         assert float(rows[name]["gain.gain_db"]) == pytest.approx(settings["gain"]["gain_db"], abs=1e-3)
+        assert (run / name / "report.html").is_file()
     assert max(gains) - min(gains) > 2.0  # per-item settings: the quieter files got more gain
     assert (run / "checkpoints" / "last.ckpt").is_file()
 
@@ -136,6 +137,7 @@ def test_album_mode_on_two_ddp_cpu_processes(tmp_path, folder):
     assert float(rows["album"]["output_lufs"]) == pytest.approx(-14.0, abs=0.01)
     assert rows["album"]["on_target"] == "True"
     settings = [yaml.safe_load((run / f"song{i}" / "tuned_params.yaml").read_text()) for i in range(3)]
+    assert all((run / f"song{i}" / "report.html").is_file() for i in range(3))
     assert settings[0] == settings[1] == settings[2]  # one setting for the album
     # the album keeps its relative dynamics: the files' loudness differences survive (within the limiting)
     difference_in = float(rows["song0"]["input_lufs"]) - float(rows["song1"]["input_lufs"])

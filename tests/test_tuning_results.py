@@ -7,7 +7,8 @@ import soundfile as sf
 import torch
 import yaml
 
-from tuning.callbacks import loudest_excerpt, spectrum_db
+from tuning.clips import loudest_excerpt
+from tuning.figures import spectrum_db
 from tuning.results import nested_settings, summary_table, track_metrics, write_results
 
 RATE = 44100

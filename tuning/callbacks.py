@@ -1,4 +1,5 @@
-"""Callbacks: the final solve at the end of training, and TensorBoard media and figures.
+"""Callbacks: the final solve at the end of training, each validation's objective for the run's report, and
+TensorBoard media and figures.
 
 ``SolveTarget`` runs first at ``on_train_end`` (the logger is still open there, unlike at ``on_fit_end``), so
 ``MediaLogger`` can show the final, on-target render.
@@ -7,18 +8,17 @@
 from __future__ import annotations
 
 import lightning as L
-import matplotlib
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
+from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the non-interactive backend)
-
-import drl  # noqa: E402
-from drl.checks import check_number  # noqa: E402
-from tuning.results import summary_table  # noqa: E402
-from tuning.solve import TOL_LU  # noqa: E402
+import drl
+from drl.checks import check_number
+from tuning.clips import listening_clips, wav_bytes
+from tuning.figures import compressor_curve_figure, gain_reduction_figure, spectrum_figure
+from tuning.results import summary_table
+from tuning.solve import TOL_LU
 
 
 class SolveTarget(L.Callback):
@@ -31,6 +31,31 @@ class SolveTarget(L.Callback):
         pl_module.finalize(tol_lu=self.tol_lu)
 
 
+class ObjectiveHistory(L.Callback):
+    """Each validation's objective (dB) per setting, on its whole track at the target (None where the target
+    could not be met), as ``records``: [{"step": int, "objective_db": [per setting]}]. Checkpoints carry it,
+    so a resumed run keeps the validations from before the stop."""
+
+    def __init__(self) -> None:
+        self.records: list[dict] = []
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module) -> None:
+        if trainer.sanity_checking:
+            return
+        scores = [None if s is None else float(s) for s in pl_module.scores]
+        self.records.append({"step": int(trainer.global_step), "objective_db": scores})
+
+    def of(self, index: int) -> list[tuple[int, float | None]]:
+        """(step, objective in dB or None) of setting ``index`` at every validation."""
+        return [(r["step"], r["objective_db"][index]) for r in self.records]
+
+    def state_dict(self) -> dict:
+        return {"records": [dict(r) for r in self.records]}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.records = [dict(r) for r in state_dict.get("records", [])]
+
+
 def _tensorboard(trainer: L.Trainer):
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):
@@ -38,46 +63,32 @@ def _tensorboard(trainer: L.Trainer):
     return None
 
 
-def loudest_excerpt(audio: torch.Tensor, sample_rate: int, seconds: float) -> slice:
-    """The ``seconds``-long window of ``audio`` (C, T) with the most energy, on a 0.5 s grid."""
-    length = min(audio.shape[-1], int(seconds * sample_rate))
-    hop = max(1, sample_rate // 2)
-    energy = audio.double().square().sum(dim=0)
-    cumulative = torch.cat([energy.new_zeros(1), energy.cumsum(0)])
-    starts = torch.arange(0, audio.shape[-1] - length + 1, hop, device=audio.device)
-    window = cumulative[starts + length] - cumulative[starts]
-    start = int(starts[int(window.argmax())])
-    return slice(start, start + length)
-
-
-def stage_gain_reductions(processor, audio: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Gain reduction in dB (channel-max) over time of every stage that has one, fed its own input."""
-    out = {}
-    signal = audio
-    with torch.no_grad():
-        for name, stage in processor:
-            if hasattr(stage, "gain_reduction_db"):
-                out[name] = stage.gain_reduction_db(signal).amax(dim=0)
-            signal = stage(signal)
-    return out
-
-
-def spectrum_db(audio: torch.Tensor, n_fft: int = 4096) -> torch.Tensor:
-    """Average power spectrum in dB of (C, T) audio (Hann-windowed frames, channels summed)."""
-    window = torch.hann_window(n_fft, dtype=audio.dtype, device=audio.device)
-    frames = torch.stft(audio, n_fft, hop_length=n_fft // 2, window=window, return_complex=True)
-    power = frames.abs().square().mean(dim=-1).sum(dim=0)
-    return 10 * torch.log10(power.clamp_min(1e-20))
+def add_audio_clip(writer, tag: str, audio: torch.Tensor, sample_rate: int, step: int, description: str) -> None:
+    """``audio`` (C, T) in [-1, 1] as a TensorBoard audio summary with all its channels (24-bit WAV) and
+    ``description`` shown beside it. (``SummaryWriter.add_audio`` writes one channel only.)"""
+    value = Summary.Audio(
+        sample_rate=float(sample_rate),
+        num_channels=audio.shape[0],
+        length_frames=audio.shape[-1],
+        encoded_audio_string=wav_bytes(audio, sample_rate, "PCM_24"),
+        content_type="audio/wav",
+    )
+    metadata = SummaryMetadata(display_name=tag, summary_description=description)
+    summary = Summary(value=[Summary.Value(tag=tag, audio=value, metadata=metadata)])
+    writer._get_file_writer().add_summary(summary, step)
 
 
 class MediaLogger(L.Callback):
-    """At the end of training, in TensorBoard: input/output/residual audio and the gain reduction over time
-    of each stage (the loudest ``excerpt_s``), the compressor's transfer curve, the residual's spectrum
-    against the signal's (whole track) and the summary table; per setting (tags under its name) when a run
-    tunes several. Rank zero only."""
+    """At the end of training, in TensorBoard: stereo clips of the loudest ``excerpt_s`` at the track's rate,
+    the input and the output loudness-matched and the residual raised to ``residual_lufs``
+    (:func:`tuning.clips.listening_clips`; each clip's description states its level); the gain reduction over
+    that passage per stage, the compressor's transfer curve, the residual's spectrum against the signal's
+    (whole track) and the summary table; per setting (tags under its name) when a run tunes several. Rank
+    zero only."""
 
-    def __init__(self, excerpt_s: float = 10.0) -> None:
-        self.excerpt_s = check_number("callbacks.media.excerpt_s", excerpt_s, 0.0, unit="s", low_open=True)
+    def __init__(self, excerpt_s: float = 10.0, residual_lufs: float = -23.0) -> None:
+        self.excerpt_s = check_number("callbacks.media.excerpt_s", excerpt_s, 0.4, unit="s")
+        self.residual_lufs = check_number("callbacks.media.residual_lufs", residual_lufs, -70.0, 0.0, unit="LUFS")
 
     @rank_zero_only
     def on_train_end(self, trainer: L.Trainer, pl_module) -> None:
@@ -88,7 +99,7 @@ class MediaLogger(L.Callback):
         for index, final, metrics in zip(pl_module.final_indices, pl_module.finals, pl_module.final_metrics):
             item = pl_module.items[index]
             # the solver holds the setting's final values once the module is finalized
-            self._log_setting(
+            self.log_setting(
                 logger.experiment,
                 trainer.global_step,
                 f"{item.name}/" if several else "",
@@ -100,70 +111,22 @@ class MediaLogger(L.Callback):
             )
         logger.experiment.flush()
 
-    def _log_setting(self, writer, step: int, prefix: str, track, final, metrics, processor, rate: int) -> None:
+    def log_setting(self, writer, step: int, prefix: str, track, final, metrics, processor, rate: int) -> None:
         """Audio, figures and the summary of one tuned setting, its tags under ``prefix``."""
         output = final.output
-        _, residual = drl.level_match(track, output)
-        part = loudest_excerpt(track, rate, self.excerpt_s)
-        for tag, audio in (("input", track), ("output", output), ("residual", residual)):
-            mono = audio[:, part].mean(dim=0, keepdim=True).float().cpu()
-            writer.add_audio(f"{prefix}audio/{tag}", mono.clamp(-1, 1), step, sample_rate=rate)
+        clips = listening_clips(track, output, rate, self.excerpt_s, self.residual_lufs)
+        for tag in ("input", "output", "residual"):
+            add_audio_clip(writer, f"{prefix}audio/{tag}", getattr(clips, tag), rate, step, clips.describe(tag))
 
+        part = clips.part
+        _, residual = drl.level_match(track, output)
         figures = {
-            "figures/gain_reduction": self._gain_reduction_figure(processor, track[:, part], rate, part.start / rate),
-            "figures/residual_spectrum": self._spectrum_figure(track, output, residual, rate),
+            "figures/gain_reduction": gain_reduction_figure(processor, track[:, part], rate, clips.start_s),
+            "figures/residual_spectrum": spectrum_figure(track, output, residual, rate),
         }
         compressor = next((stage for _, stage in processor if hasattr(stage, "static_curve_db")), None)
         if compressor is not None:
-            figures["figures/compressor_curve"] = self._curve_figure(compressor)
+            figures["figures/compressor_curve"] = compressor_curve_figure(compressor)
         for tag, figure in figures.items():
             writer.add_figure(f"{prefix}{tag}", figure, step)
-            plt.close(figure)
         writer.add_text(f"{prefix}summary", "```\n" + summary_table(metrics, final.values) + "\n```", step)
-
-    @staticmethod
-    def _gain_reduction_figure(processor, track: torch.Tensor, rate: int, offset_s: float = 0.0):
-        """Gain change per stage over (an excerpt of) the track starting at ``offset_s`` seconds."""
-        figure, axis = plt.subplots(figsize=(8, 3))
-        reductions = stage_gain_reductions(processor, track)
-        hop = max(1, rate // 200)  # plot at 200 points per second
-        for name, curve in reductions.items():
-            values = curve[::hop].float().cpu()
-            axis.plot(offset_s + torch.arange(values.numel()) * hop / rate, -values, label=name, linewidth=0.8)
-        axis.set_xlabel("time (s)")
-        axis.set_ylabel("gain change (dB)")
-        if reductions:
-            axis.legend(loc="lower right")
-        axis.grid(alpha=0.3)
-        figure.tight_layout()
-        return figure
-
-    @staticmethod
-    def _spectrum_figure(track, output, residual, rate: int):
-        figure, axis = plt.subplots(figsize=(8, 3))
-        for label, audio in (("input", track), ("output", output), ("residual", residual)):
-            power = spectrum_db(audio.float()).cpu()
-            freq = torch.linspace(0, rate / 2, power.numel())
-            axis.semilogx(freq[1:], power[1:], label=label, linewidth=0.8)
-        axis.set_xlim(20, rate / 2)
-        axis.set_xlabel("frequency (Hz)")
-        axis.set_ylabel("power (dB)")
-        axis.legend(loc="lower left")
-        axis.grid(alpha=0.3, which="both")
-        figure.tight_layout()
-        return figure
-
-    @staticmethod
-    def _curve_figure(compressor):
-        figure, axis = plt.subplots(figsize=(4, 4))
-        level = torch.linspace(-60.0, 6.0, 265, dtype=torch.float64)
-        with torch.no_grad():
-            curve = compressor.static_curve_db(level).cpu()
-        axis.plot(level, curve, label="tuned")
-        axis.plot(level, level, "--", color="grey", linewidth=0.8, label="1:1")
-        axis.set_xlabel("input level (dB)")
-        axis.set_ylabel("output level (dB)")
-        axis.legend()
-        axis.grid(alpha=0.3)
-        figure.tight_layout()
-        return figure

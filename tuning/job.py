@@ -34,7 +34,7 @@ from tuning.audio import (
 )
 from tuning.baseline import of_structure, render_baseline, run_baseline
 from tuning.build import ProcessorSpec, choose_start, suggest_settings
-from tuning.callbacks import SolveTarget
+from tuning.callbacks import ObjectiveHistory, SolveTarget
 from tuning.excerpt import Level, choose_excerpt
 from tuning.gain_alone import gain_alone_db, render_gain_alone
 from tuning.module import Item, TuningModule, batch_values
@@ -50,6 +50,7 @@ from tuning.results import (
     write_results,
     write_summary,
 )
+from tuning.run_report import check_fresh_report, write_report
 from tuning.solve import solve_target
 
 #: data.mode of `data=folder`: each file its own settings, or one setting for all (an album).
@@ -105,10 +106,11 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
         "final_solve": round(module.finalize_s, 3),
     }
     results = collect_results(job, module, starts, candidate_values, timing)
+    history = next(c for c in trainer.callbacks if isinstance(c, ObjectiveHistory))
     if job.mode == "shared":
-        return _write_album(trainer, job, module, next(iter(results.values())))
+        return _write_album(trainer, job, module, next(iter(results.values())), history)
     if trainer.is_global_zero:
-        _write_tracks(job, module, results)
+        _write_tracks(job, module, results, history)
     return results[job.tracks[0].name] if job.mode == "single" else results
 
 
@@ -134,6 +136,7 @@ def prepare(cfg: DictConfig, out_dir: Path, progress: Progress = SILENT) -> Job:
     crop_samples = max(check_crop_length(track, float(cfg.data.crop_s)) for track in tracks)
     for track in tracks:
         check_fresh(out_dir / track.name if mode != "single" else out_dir, track.name)
+        check_fresh_report(out_dir / track.name if mode != "single" else out_dir)
     if mode != "single":
         check_fresh_summary(out_dir)
     ckpt_path = checkpoint_path(cfg, out_dir)
@@ -193,6 +196,7 @@ def answer_with_gain(job: Job) -> dict | None:
     metrics["timing_s"] = {"gain_alone": round(time.perf_counter() - clock, 3)}
     values = chain.values()
     write_results(job.out_dir, track.name, output, rate, values, metrics, job.spec.name)
+    write_report(job.out_dir, track.name, track.audio, output, rate, metrics, chain)
     print(summary_table(metrics, values))
     print(f"output folder: {job.out_dir}")
     return metrics
@@ -200,8 +204,12 @@ def answer_with_gain(job: Job) -> dict | None:
 
 def make_trainer(cfg: DictConfig, tol_lu: float) -> L.Trainer:
     """The Lightning Trainer of `trainer`, with the final solve first among the callbacks of `callbacks` and the
-    loggers of `logger`."""
-    callbacks = [SolveTarget(tol_lu=tol_lu), *(instantiate(c) for c in (cfg.get("callbacks") or {}).values())]
+    loggers of `logger`, and the validations' record for the report."""
+    callbacks = [
+        SolveTarget(tol_lu=tol_lu),
+        ObjectiveHistory(),
+        *(instantiate(c) for c in (cfg.get("callbacks") or {}).values()),
+    ]
     loggers = [instantiate(c) for c in _logger_configs(cfg.get("logger"))]
     checkpointing = any(isinstance(c, ModelCheckpoint) for c in callbacks)
     return instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks, enable_checkpointing=checkpointing)
@@ -481,12 +489,12 @@ def flat_config(cfg: DictConfig) -> dict:
     return out
 
 
-def _write_tracks(job: Job, module: TuningModule, results: dict) -> None:
-    """One track: its three files in the run folder and the summary table. Per track: a folder per file and
-    summary.csv."""
+def _write_tracks(job: Job, module: TuningModule, results: dict, history: ObjectiveHistory) -> None:
+    """One track: its files (and report.html) in the run folder and the summary table. Per track: a folder per
+    file and summary.csv."""
     rows = []
-    with job.progress.stage("writing the outputs") as end:
-        for track, solution in zip(job.tracks, module.finals):
+    with job.progress.stage("writing the outputs and report.html") as end:
+        for track, index, solution in zip(job.tracks, module.final_indices, module.finals):
             folder = job.out_dir if job.mode == "single" else job.out_dir / track.name
             write_results(
                 folder,
@@ -497,6 +505,11 @@ def _write_tracks(job: Job, module: TuningModule, results: dict) -> None:
                 results[track.name],
                 job.spec.name,
             )
+            reference, solver = module.items[index].track, module.solvers[index]
+            metrics = results[track.name]
+            write_report(
+                folder, track.name, reference, solution.output, track.sample_rate, metrics, solver, history.of(index)
+            )
             rows.append(summary_row(track.name, results[track.name], solution.values))
         end["result"] = str(job.out_dir)
     if job.mode == "single":
@@ -506,11 +519,14 @@ def _write_tracks(job: Job, module: TuningModule, results: dict) -> None:
     print(f"output folder: {job.out_dir}")
 
 
-def _write_album(trainer: L.Trainer, job: Job, module: TuningModule, album_metrics: dict) -> dict:
+def _write_album(
+    trainer: L.Trainer, job: Job, module: TuningModule, album_metrics: dict, history: ObjectiveHistory
+) -> dict:
     """Album mode's outputs: per file its slice of the album render and its measures (with the baseline's
-    slice), the one setting in every tuned_params.yaml, and summary.csv."""
+    slice), the one setting in every tuned_params.yaml, a report.html, and summary.csv."""
     rate = job.tracks[0].sample_rate
-    item, final = module.items[module.final_indices[0]], module.finals[0]
+    index = module.final_indices[0]
+    item, final = module.items[index], module.finals[0]
     base_render = render_baseline(item.track, rate, item.baseline)
     results, rows = {}, []
     for track, (offset, length) in zip(job.tracks, item.segments):
@@ -531,6 +547,10 @@ def _write_album(trainer: L.Trainer, job: Job, module: TuningModule, album_metri
         rows.append(summary_row(track.name, metrics, final.values))
         if trainer.is_global_zero:
             write_results(job.out_dir / track.name, track.name, output, rate, final.values, metrics, job.spec.name)
+            solver = module.solvers[index]
+            write_report(
+                job.out_dir / track.name, track.name, reference, output, rate, metrics, solver, history.of(index)
+            )
     if trainer.is_global_zero:
         rows.append(summary_row("album", album_metrics, final.values))
         print(summary_table(album_metrics, final.values))
