@@ -98,7 +98,8 @@ def test_per_track_logs_hparams_params_and_media_per_file(compose_config, tmp_pa
         ]
     )
     train_script.train(cfg)
-    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"), size_guidance={"images": 0, "audio": 0})
+    logs = tmp_path / "run" / "tensorboard" / "tracks_-14LUFS"  # named after the folder and the target
+    events = EventAccumulator(str(logs), size_guidance={"images": 0, "audio": 0})
     events.Reload()
     tags = events.Tags()
     assert {"hp/drl_db", "hp/nmr_db", "train/loss", "val/nmr_db", "val/on_target"} <= set(tags["scalars"])
@@ -106,7 +107,7 @@ def test_per_track_logs_hparams_params_and_media_per_file(compose_config, tmp_pa
         assert f"params/compressor.threshold_db/{name}" in tags["scalars"]
         assert f"{name}/audio/output" in tags["audio"]
         assert f"{name}/figures/gain_reduction" in tags["images"]
-    assert (tmp_path / "run" / "tensorboard" / "hparams.yaml").is_file()
+    assert (logs / "hparams.yaml").is_file()
 
 
 @pytest.mark.slow

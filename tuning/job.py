@@ -18,6 +18,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
@@ -25,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 import drl
 from tuning.audio import (
     Track,
+    audio_files,
     check_count,
     check_crop_length,
     condition_track,
@@ -37,16 +39,19 @@ from tuning.build import ProcessorSpec, choose_start, suggest_settings
 from tuning.callbacks import SolveTarget
 from tuning.module import Item, TuningModule, batch_values
 from tuning.objective import LossWeights, Objective, Target
+from tuning.pcm import check_format
 from tuning.population import Population, starting_values
 from tuning.results import (
     check_fresh,
     check_fresh_summary,
+    processed_name,
     summary_row,
     summary_table,
     track_metrics,
     write_results,
     write_summary,
 )
+from tuning.settings import settings_document, subsonic_settings
 from tuning.solve import solve_target
 
 #: data.mode of `data=folder`: each file its own settings, or one setting for all (an album).
@@ -72,6 +77,7 @@ class Job:
     loaders: tuple  # (train, val): placeholder batches, the module draws its own crops
     tol_lu: float
     ckpt_path: str | None
+    processed: dict[str, Path]  # per track name: where its processed audio goes (output.dir, output.name)
 
 
 def run(cfg: DictConfig, out_dir: Path) -> dict:
@@ -80,7 +86,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     _quiet_lightning()
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     job = prepare(cfg, out_dir)
-    trainer = make_trainer(cfg, job.tol_lu)
+    trainer = make_trainer(cfg, job.tol_lu, run_name(job))
     clock = time.perf_counter()
     module, starts, candidate_values = build_module(job, trainer.strategy.root_device)
     baseline_s = time.perf_counter() - clock
@@ -117,8 +123,9 @@ def prepare(cfg: DictConfig, out_dir: Path) -> Job:
     population = search_options(cfg, mode)
     tracks, conditioning = condition_tracks(tracks, cfg.get("subsonic") or {})
     crop_samples = max(check_crop_length(track, float(cfg.data.crop_s)) for track in tracks)
+    processed = processed_paths(cfg, out_dir, mode, [track.name for track in tracks], target)
     for track in tracks:
-        check_fresh(out_dir / track.name if mode != "single" else out_dir, track.name)
+        check_fresh(out_dir / track.name if mode != "single" else out_dir, track.name, processed[track.name])
     if mode != "single":
         check_fresh_summary(out_dir)
     ckpt_path = checkpoint_path(cfg, out_dir)
@@ -142,14 +149,59 @@ def prepare(cfg: DictConfig, out_dir: Path) -> Job:
         loaders,
         float(cfg.solve.tol_lu),
         ckpt_path,
+        processed,
     )
 
 
-def make_trainer(cfg: DictConfig, tol_lu: float) -> L.Trainer:
+def processed_paths(cfg: DictConfig, out_dir: Path, mode: str, names: list[str], target: Target) -> dict[str, Path]:
+    """Per track name, where its processed audio goes: ``output.dir`` (default: processed/ in the track's result
+    folder) / ``output.name`` filled in (:func:`tuning.results.processed_name`). Checks ``output.format``
+    and that no two tracks get one file."""
+    options = cfg.get("output") or {}
+    check_format(str(options.get("format", "float32")))
+    paths = {}
+    for name in names:
+        folder = Path(options["dir"]).expanduser() if options.get("dir") else None
+        if folder is None:
+            folder = (out_dir if mode == "single" else out_dir / name) / "processed"
+        paths[name] = folder / processed_name(options.get("name", "{name}"), name, target.lufs)
+    if len(set(paths.values())) < len(paths):
+        raise ValueError(f"output.name {options.get('name')!r} gives every file one name: put {{name}} in it")
+    return paths
+
+
+def run_name(job: Job) -> str:
+    """The loggers' name for this run: the input (the track, or the folder in folder modes) and the target
+    loudness, e.g. ``song_-9LUFS``."""
+    source = job.tracks[0].name if job.mode == "single" else Path(str(job.cfg.data.dir)).expanduser().resolve().name
+    return f"{source}_{job.target.lufs:g}LUFS"
+
+
+def source_info(cfg: DictConfig, track: Track) -> dict:
+    """What tuned_params.yaml says about the input: its name and file (absolute path), or the demo track's
+    arguments; ``duration_s`` when only its start was tuned."""
+    if cfg.data.get("dir") is not None:
+        path = next(p for p in audio_files(cfg.data.dir) if p.stem == track.name)
+        return {"name": track.name, "path": str(path.resolve())}
+    options = {k: v for k, v in OmegaConf.to_container(cfg.data.track, resolve=True).items() if k != "_target_"}
+    if "path" in options:
+        options["path"] = str(Path(options["path"]).expanduser().resolve())
+    return {"name": track.name, **options}
+
+
+def output_info(cfg: DictConfig) -> dict:
+    """The output format and the dither's seed (the run's ``seed``), as tuned_params.yaml keeps them."""
+    return {"format": str((cfg.get("output") or {}).get("format", "float32")), "dither_seed": int(cfg.seed)}
+
+
+def make_trainer(cfg: DictConfig, tol_lu: float, name: str = "run") -> L.Trainer:
     """The Lightning Trainer of `trainer`, with the final solve first among the callbacks of `callbacks` and the
-    loggers of `logger`."""
+    loggers of `logger` (a logger whose ``version`` is "auto" logs into a folder called ``name``)."""
     callbacks = [SolveTarget(tol_lu=tol_lu), *(instantiate(c) for c in (cfg.get("callbacks") or {}).values())]
-    loggers = [instantiate(c) for c in _logger_configs(cfg.get("logger"))]
+    loggers = [
+        instantiate(c, **({"version": name} if c.get("version") == "auto" else {}))
+        for c in _logger_configs(cfg.get("logger"))
+    ]
     checkpointing = any(isinstance(c, ModelCheckpoint) for c in callbacks)
     return instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks, enable_checkpointing=checkpointing)
 
@@ -201,7 +253,7 @@ def build_module(job: Job, device) -> tuple[TuningModule, list, list | None]:
         job.spec.level_param,
         job.spec.ceiling_param,
         solvers=solvers,
-        config=flat_config(job.cfg),
+        config=hparams_config(job),
         idle_values=job.spec.idle,
         tol_lu=job.tol_lu,
         crops_per_batch=job.crops_per_batch,
@@ -365,33 +417,49 @@ def checkpoint_path(cfg: DictConfig, out_dir: Path) -> str | None:
     return str(path) if path else None
 
 
-def flat_config(cfg: DictConfig) -> dict:
-    """The resolved config as {"a.b.c": plain value}, for the hparams table (lists become strings)."""
-    out = {}
-
-    def walk(node, prefix: str) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if not str(key).startswith("_"):
-                    walk(value, f"{prefix}{key}.")
-        else:
-            out[prefix[:-1]] = node if isinstance(node, (int, float, str, bool)) or node is None else str(node)
-
-    for key in cfg:
-        if key not in ("hydra", "callbacks"):
-            node = cfg[key]
-            walk(OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node, f"{key}.")
-    return out
+def hparams_config(job: Job) -> dict:
+    """What identifies a run in the hparams table (the module adds the tuned settings and the results): the
+    input, the target, the processor, the loss, the search and the steps. The whole config is in the run
+    folder's .hydra/config.yaml."""
+    cfg = job.cfg
+    source = job.tracks[0].name if job.mode == "single" else str(cfg.data.dir)
+    choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
+    return {
+        "input": source,
+        "mode": job.mode,
+        "target": job.target.label,
+        "target_lufs": float(job.target.lufs),
+        "target_ceiling_dbtp": float(job.target.ceiling_dbtp),
+        "processor": job.spec.name,
+        "loss": str(choices.get("loss", "custom")),
+        "search": "single" if job.population is None else f"population of {job.population.size}",
+        "max_steps": int(cfg.trainer.get("max_steps", -1)),
+        "seed": int(cfg.seed),
+    }
 
 
 def _write_tracks(job: Job, module: TuningModule, results: dict) -> None:
     """One track: its three files in the run folder and the summary table. Per track: a folder per file and
     summary.csv."""
     rows = []
-    for track, solution in zip(job.tracks, module.finals):
+    for track, index, solution in zip(job.tracks, module.final_indices, module.finals):
         folder = job.out_dir if job.mode == "single" else job.out_dir / track.name
+        settings = settings_document(
+            module.solvers[index],
+            job.spec.name,
+            source_info(job.cfg, track),
+            job.target,
+            job.conditioning[track.name],
+            output_info(job.cfg),
+        )
         write_results(
-            folder, track.name, solution.output, track.sample_rate, solution.values, results[track.name], job.spec.name
+            folder,
+            track.name,
+            solution.output,
+            track.sample_rate,
+            settings,
+            results[track.name],
+            job.processed[track.name],
         )
         rows.append(summary_row(track.name, results[track.name], solution.values))
     if job.mode == "single":
@@ -407,6 +475,13 @@ def _write_album(trainer: L.Trainer, job: Job, module: TuningModule, album_metri
     rate = job.tracks[0].sample_rate
     item, final = module.items[module.final_indices[0]], module.finals[0]
     base_render = render_baseline(item.track, rate, item.baseline)
+    album = {
+        "gap_s": float(job.cfg.data.gap_s),
+        "files": [
+            {**source_info(job.cfg, track), "subsonic": subsonic_settings(job.conditioning[track.name])}
+            for track in job.tracks
+        ],
+    }
     results, rows = {}, []
     for track, (offset, length) in zip(job.tracks, item.segments):
         output = final.output[:, offset : offset + length]
@@ -425,7 +500,18 @@ def _write_album(trainer: L.Trainer, job: Job, module: TuningModule, album_metri
         results[track.name] = metrics
         rows.append(summary_row(track.name, metrics, final.values))
         if trainer.is_global_zero:
-            write_results(job.out_dir / track.name, track.name, output, rate, final.values, metrics, job.spec.name)
+            settings = settings_document(
+                module.solvers[module.final_indices[0]],
+                job.spec.name,
+                source_info(job.cfg, track),
+                job.target,
+                job.conditioning[track.name],
+                output_info(job.cfg),
+                album,
+            )
+            write_results(
+                job.out_dir / track.name, track.name, output, rate, settings, metrics, job.processed[track.name]
+            )
     if trainer.is_global_zero:
         rows.append(summary_row("album", album_metrics, final.values))
         print(summary_table(album_metrics, final.values))
