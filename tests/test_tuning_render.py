@@ -327,3 +327,26 @@ def test_an_album_rendered_again_from_its_settings(compose_config, tmp_path):
         job_audio, _ = sf.read(str(run / song.stem / "processed" / f"{song.stem}.wav"), dtype="float64")
         again, _ = sf.read(str(out / f"{song.stem}_-14LUFS.wav"), dtype="float64")
         assert job_audio.shape == again.shape and np.abs(job_audio - again).max() <= 1e-6
+
+
+def test_bad_output_options_stop_the_job_before_any_work(compose_config, tmp_path):
+    import train
+
+    folder = tmp_path / "songs"
+    folder.mkdir()
+    for i in range(2):
+        write_song(folder / f"song{i}.wav", 2.0, seed=i)
+    (tmp_path / "masters").mkdir()
+    (tmp_path / "masters" / "demo.wav").write_bytes(b"keep")
+    short = "data.track.duration_s=3.0"
+    cases = [
+        ([short, "output.format=mp3"], "float32, pcm24, pcm16"),
+        ([short, "output.name=x/y"], "not a file name"),
+        ([short, "output.name='{title}'"], "placeholders"),
+        ([short, f"output.dir={tmp_path / 'masters'}"], "refusing to overwrite"),
+        (["data=folder", f"data.dir={folder}", f"output.dir={tmp_path / 'all'}", "output.name=master"], "{name}"),
+    ]
+    for overrides, message in cases:
+        with pytest.raises(ValueError, match=message.replace("{", r"\{")):
+            train.train(compose_config(overrides))
+    assert (tmp_path / "masters" / "demo.wav").read_bytes() == b"keep" and not (tmp_path / "run").exists()
