@@ -37,6 +37,8 @@ from tuning.audio import (
 from tuning.baseline import of_structure, render_baseline, run_baseline
 from tuning.build import ProcessorSpec, choose_start, suggest_settings
 from tuning.callbacks import SolveTarget
+from tuning.excerpt import Level, choose_excerpt
+from tuning.gain_alone import gain_alone_db, render_gain_alone
 from tuning.module import Item, TuningModule, batch_values
 from tuning.objective import LossWeights, Objective, Target
 from tuning.pcm import check_format
@@ -86,6 +88,10 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     _quiet_lightning()
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     job = prepare(cfg, out_dir)
+    if job.mode == "single" and job.ckpt_path is None and cfg.solve.get("gain_alone", True):
+        answered = answer_with_gain(job)
+        if answered is not None:
+            return answered
     trainer = make_trainer(cfg, job.tol_lu, run_name(job))
     clock = time.perf_counter()
     module, starts, candidate_values = build_module(job, trainer.strategy.root_device)
@@ -194,6 +200,34 @@ def output_info(cfg: DictConfig) -> dict:
     return {"format": str((cfg.get("output") or {}).get("format", "float32")), "dither_seed": int(cfg.seed)}
 
 
+def answer_with_gain(job: Job) -> dict | None:
+    """One track whose target a gain alone meets (:mod:`tuning.gain_alone`): its outputs written and its
+    metrics returned, with no baseline search or training; None when it needs limiting."""
+    track, rate = job.tracks[0], job.tracks[0].sample_rate
+    clock = time.perf_counter()
+    found = gain_alone_db(track.audio, rate, job.target)
+    if found is None:
+        return None
+    # the limiter never acts: its default settings, a single release
+    suggestions = suggest_settings(track.audio, rate, job.target, {"slow_release_ms": None})
+    chain = job.spec.build(rate, suggestions, defaults=True)
+    spec = chain.spec(job.spec.level_param)
+    if not spec.min <= found[0] <= spec.max:
+        return None
+    chain.set_values(**job.spec.idle, **{job.spec.level_param: found[0]})
+    output, metrics = render_gain_alone(track.audio, rate, job.target, job.weights, found[0])
+    metrics["conditioning"] = job.conditioning[track.name]
+    metrics["timing_s"] = {"gain_alone": round(time.perf_counter() - clock, 3)}
+    values = chain.values()
+    settings = settings_document(
+        chain, job.spec.name, source_info(job.cfg, track), job.target, metrics["conditioning"], output_info(job.cfg)
+    )
+    write_results(job.out_dir, track.name, output, rate, settings, metrics, job.processed[track.name])
+    print(summary_table(metrics, values))
+    print(f"output folder: {job.out_dir}")
+    return metrics
+
+
 def make_trainer(cfg: DictConfig, tol_lu: float, name: str = "run") -> L.Trainer:
     """The Lightning Trainer of `trainer`, with the final solve first among the callbacks of `callbacks` and the
     loggers of `logger` (a logger whose ``version`` is "auto" logs into a folder called ``name``)."""
@@ -218,11 +252,11 @@ def build_module(job: Job, device) -> tuple[TuningModule, list, list | None]:
     starts = [
         choose_start(
             job.spec,
-            item.track,
+            item.excerpt.audio,
             rate,
-            job.target,
+            item.excerpt.target,
             suggest_settings(item.track, rate, job.target, of_structure(item.baseline, two_stage)),
-            item.objective.measure,
+            item.objective.score,
             job.tol_lu,
         )
         for item in items
@@ -279,8 +313,20 @@ def make_item(name: str, audio: torch.Tensor, segments, job: Job, device) -> Ite
     is chosen by the measure the loss optimises, as the tuned settings are."""
     audio, rate = audio.to(device), job.tracks[0].sample_rate
     objective = Objective(rate, job.target, job.weights, float(drl.integrated_loudness(audio, rate)))
-    baseline = run_baseline(audio, rate, job.target, measure=objective.measure, **baseline_options(job.cfg))
-    return Item(name, audio, objective, segments, baseline, track_metrics(audio, audio, rate, job.weights))
+    excerpt = choose_excerpt(audio, rate, job.target, job.cfg.solve.get("excerpt_s"))
+    baseline = run_baseline(
+        audio,
+        rate,
+        job.target,
+        measure=objective.measure,
+        score=objective.score,
+        excerpt=excerpt,
+        **baseline_options(job.cfg),
+    )
+    # later candidates are compared where the baseline's winner reads on target
+    excerpt = replace(excerpt, target=Level(baseline["excerpt"]["target_lufs"], excerpt.target.ceiling_dbtp))
+    metrics = track_metrics(audio, audio, rate, job.weights)
+    return Item(name, audio, objective, segments, baseline, metrics, excerpt)
 
 
 def collect_results(
@@ -347,11 +393,17 @@ def candidates(
         try:
             with torch.no_grad():
                 solution = solve_target(
-                    chain, item.track, sample_rate, item.objective.target, spec.level_param, None, tol_lu=tol_lu
+                    chain,
+                    item.excerpt.audio,
+                    sample_rate,
+                    item.excerpt.target,
+                    spec.level_param,
+                    None,
+                    tol_lu=tol_lu,
                 )
         except ValueError:
             continue
-        out.append((chain, float(item.objective.measure(item.track, solution.output)["objective_drl_db"])))
+        out.append((chain, item.objective.score(item.excerpt.audio, solution.output)))
     if len(out) < 2:
         raise ValueError("search=population: no starting point but the first can reach the target")
     return out
