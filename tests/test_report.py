@@ -165,7 +165,13 @@ def test_reads_what_results_py_writes(tmp_path):
     out = track_metrics(x, y, rate)
     metrics = job_metrics(-14.0, out["integrated_lufs"], out["drl_db"], -14.01, out["drl_db"] + 1.5)
     metrics["input"], metrics["output"] = track_metrics(x, x, rate), out
-    write_results(tmp_path / "3", "demo", y, rate, {"gain.gain_db": 1.0}, metrics)
+    from processors import Chain, Gain
+    from tuning.objective import Target
+    from tuning.settings import settings_document
+
+    chain = Chain({"gain": Gain(rate, gain_db=1.0)})
+    settings = settings_document(chain, "gain", {"name": "demo"}, Target(-14.0, -1.0), None, {"format": "float32"})
+    write_results(tmp_path / "3", "demo", y, rate, settings, metrics, tmp_path / "masters" / "demo_master.wav")
     (row,) = collect(tmp_path)
     assert row["job"] == "3" and row["track"] == "demo" and row["overrides"] == ""
     assert row["tuned_lufs"] == pytest.approx(out["integrated_lufs"])

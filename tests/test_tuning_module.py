@@ -68,7 +68,7 @@ def test_short_fit_meets_target_and_leaves_its_files(compose_config, tmp_path):
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    events = EventAccumulator(str(run / "tensorboard"), size_guidance={"images": 0, "audio": 0})
+    events = EventAccumulator(str(run / "tensorboard" / "demo_-14LUFS"), size_guidance={"images": 0, "audio": 0})
     events.Reload()
     tags = events.Tags()
     assert {

@@ -9,7 +9,7 @@ import yaml
 
 from tuning.clips import loudest_excerpt
 from tuning.figures import spectrum_db
-from tuning.results import nested_settings, summary_table, track_metrics, write_results
+from tuning.results import processed_name, summary_table, track_metrics, write_results
 
 RATE = 44100
 
@@ -43,35 +43,59 @@ def test_track_metrics(signals):
     json.dumps(out)  # plain values only
 
 
+def document(values=None, subsonic=None, fmt="float32"):
+    """A settings document for a one-stage limiter at ``values``."""
+    from processors import Chain, Limiter
+    from tuning.objective import Target
+    from tuning.settings import settings_document
+
+    chain = Chain({"limiter": Limiter(RATE, **(values or {"release_ms": 40.0}))})
+    return settings_document(
+        chain, "limiter", {"name": "song"}, Target(-14.0, -1.0, "streaming"), subsonic, {"format": fmt}
+    )
+
+
 def test_write_results(tmp_path, signals):
     x, y = signals
-    values = {"gain.gain_db": 3.5, "limiter.release_ms": 40.0}
-    paths = write_results(tmp_path, "song", y, RATE, values, metrics_for(x, y), "limiter")
+    paths = write_results(tmp_path, "song", y, RATE, document(), metrics_for(x, y))
     params = yaml.safe_load(paths["tuned_params"].read_text())
-    assert params == {
-        "processor": "limiter",
-        "subsonic": {"mode": "off"},
-        "stages": {"gain": {"gain_db": 3.5}, "limiter": {"release_ms": 40.0}},
-    }
+    assert params["processor"] == "limiter" and params["subsonic"] == {"mode": "off"}
+    assert params["target"] == {"name": "streaming", "lufs": -14.0, "ceiling_dbtp": -1.0}
+    assert params["stages"]["limiter"]["release_ms"] == 40.0 and params["stages"]["limiter"]["true_peak"] is False
     audio, rate = sf.read(str(paths["processed"]), dtype="float32", always_2d=True)
-    assert rate == RATE and paths["processed"].name == "song.wav"
+    assert rate == RATE and paths["processed"] == tmp_path / "processed" / "song.wav"
     assert torch.allclose(torch.from_numpy(audio.T), y, atol=1e-7)
     saved = json.loads(paths["metrics"].read_text())
     assert saved["baseline_drl_db"] == -20.0 and saved["output"]["integrated_lufs"] < 0
-    with pytest.raises(ValueError, match="refusing to overwrite"):
-        write_results(tmp_path, "song", y, RATE, values, metrics_for(x, y))
+    assert saved["file"]["subtype"] == "FLOAT" and saved["file"]["path"] == str(paths["processed"])
+    for index, existing in enumerate(("processed/song.wav", "tuned_params.yaml", "metrics.json")):
+        folder = tmp_path / f"existing{index}"
+        (folder / existing).parent.mkdir(parents=True)
+        (folder / existing).write_text("keep me")
+        with pytest.raises(ValueError, match="refusing to overwrite"):
+            write_results(folder, "song", y, RATE, document(), metrics_for(x, y))
+        assert (folder / existing).read_text() == "keep me"
     conditioned = {
         **metrics_for(x, y),
         "conditioning": {"subsonic": True, "cutoff_hz": 20.0, "dc_offset": 0.3, "infrasound_share": 0.4},
     }
-    paths = write_results(tmp_path / "dc", "song", y, RATE, values, conditioned, "limiter")
+    settings = document(subsonic=conditioned["conditioning"])
+    paths = write_results(tmp_path / "dc", "song", y, RATE, settings, conditioned, tmp_path / "out" / "a.wav")
     assert yaml.safe_load(paths["tuned_params"].read_text())["subsonic"] == {"mode": "on", "cutoff_hz": 20.0}
-    assert "input below 20 Hz" in summary_table(conditioned, values)
+    assert (tmp_path / "out" / "a.wav").is_file() and "input below 20 Hz" in summary_table(conditioned, {})
 
 
-def test_nested_settings_and_table(signals):
+def test_processed_name():
+    assert processed_name("{name}", "song", -9.0) == "song.wav"
+    assert processed_name("{name}_{lufs}LUFS", "song", -9.0) == "song_-9LUFS.wav"
+    assert processed_name("master", "song", -14.5) == "master.wav"
+    for bad in ("{title}", "{name", "../{name}", "a/b", ""):
+        with pytest.raises(ValueError, match="output.name"):
+            processed_name(bad, "song", -9.0)
+
+
+def test_table(signals):
     x, y = signals
-    assert nested_settings({"a.b": 1.0, "c": 2.0}) == {"a": {"b": 1.0}, "processor": {"c": 2.0}}
     metrics = metrics_for(x, y)
     metrics["baseline"].update(lufs=-14.0, nmr_db=-31.5, slow_release_ms=1000.0)
     table = summary_table(metrics, {"compressor.ratio": 2.5})
@@ -82,6 +106,7 @@ def test_nested_settings_and_table(signals):
     assert next(row for row in rows if row.startswith("DRL (dB)")).split()[-1] == "-20.00"
     assert "slow release 1000 ms" in table and "compressor.ratio" in table
     assert "objective (dB)" not in table  # the default objective is the NMR itself
+    assert "dBTP: streaming" in table
 
 
 def test_media_helpers():

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
@@ -25,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 import drl
 from tuning.audio import (
     Track,
+    audio_files,
     check_count,
     check_crop_length,
     condition_track,
@@ -39,11 +41,13 @@ from tuning.excerpt import Level, choose_excerpt
 from tuning.gain_alone import gain_alone_db, render_gain_alone
 from tuning.module import Item, TuningModule, batch_values
 from tuning.objective import LossWeights, Objective, Target
+from tuning.pcm import check_format
 from tuning.population import Population, starting_values
 from tuning.progress import SILENT, Progress
 from tuning.results import (
     check_fresh,
     check_fresh_summary,
+    processed_name,
     summary_row,
     summary_table,
     track_metrics,
@@ -51,6 +55,7 @@ from tuning.results import (
     write_summary,
 )
 from tuning.run_report import check_fresh_report, write_report
+from tuning.settings import settings_document, subsonic_settings
 from tuning.solve import solve_target
 
 #: data.mode of `data=folder`: each file its own settings, or one setting for all (an album).
@@ -76,6 +81,7 @@ class Job:
     loaders: tuple  # (train, val): placeholder batches, the module draws its own crops
     tol_lu: float
     ckpt_path: str | None
+    processed: dict[str, Path]  # per track name: where its processed audio goes (output.dir, output.name)
     progress: Progress = SILENT
 
 
@@ -90,7 +96,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
         answered = answer_with_gain(job)
         if answered is not None:
             return answered
-    trainer = make_trainer(cfg, job.tol_lu)
+    trainer = make_trainer(cfg, job.tol_lu, run_name(job))
     clock = time.perf_counter()
     module, starts, candidate_values = build_module(job, trainer.strategy.root_device)
     baseline_s = time.perf_counter() - clock
@@ -134,8 +140,9 @@ def prepare(cfg: DictConfig, out_dir: Path, progress: Progress = SILENT) -> Job:
             f"; and {len(tracks) - 3} more" if len(tracks) > 3 else ""
         )
     crop_samples = max(check_crop_length(track, float(cfg.data.crop_s)) for track in tracks)
+    processed = processed_paths(cfg, out_dir, mode, [track.name for track in tracks], target)
     for track in tracks:
-        check_fresh(out_dir / track.name if mode != "single" else out_dir, track.name)
+        check_fresh(out_dir / track.name if mode != "single" else out_dir, track.name, processed[track.name])
         check_fresh_report(out_dir / track.name if mode != "single" else out_dir)
     if mode != "single":
         check_fresh_summary(out_dir)
@@ -160,6 +167,7 @@ def prepare(cfg: DictConfig, out_dir: Path, progress: Progress = SILENT) -> Job:
         loaders,
         float(cfg.solve.tol_lu),
         ckpt_path,
+        processed,
         progress,
     )
 
@@ -173,6 +181,47 @@ def describe_input(track: Track, conditioning: dict) -> str:
         f"{float(drl.integrated_loudness(audio, rate)):.2f} LUFS, {float(drl.true_peak(audio, rate).amax()):.2f} dBTP, "
         f"DC {conditioning['dc_offset']:.4f}, {100 * conditioning['infrasound_share']:.1f} % below 20 Hz{removed}"
     )
+
+
+def processed_paths(cfg: DictConfig, out_dir: Path, mode: str, names: list[str], target: Target) -> dict[str, Path]:
+    """Per track name, where its processed audio goes: ``output.dir`` (default: processed/ in the track's result
+    folder) / ``output.name`` filled in (:func:`tuning.results.processed_name`). Checks ``output.format``
+    and that no two tracks get one file."""
+    options = cfg.get("output") or {}
+    check_format(str(options.get("format", "float32")))
+    paths = {}
+    for name in names:
+        folder = Path(options["dir"]).expanduser() if options.get("dir") else None
+        if folder is None:
+            folder = (out_dir if mode == "single" else out_dir / name) / "processed"
+        paths[name] = folder / processed_name(options.get("name", "{name}"), name, target.lufs)
+    if len(set(paths.values())) < len(paths):
+        raise ValueError(f"output.name {options.get('name')!r} gives every file one name: put {{name}} in it")
+    return paths
+
+
+def run_name(job: Job) -> str:
+    """The loggers' name for this run: the input (the track, or the folder in folder modes) and the target
+    loudness, e.g. ``song_-9LUFS``."""
+    source = job.tracks[0].name if job.mode == "single" else Path(str(job.cfg.data.dir)).expanduser().resolve().name
+    return f"{source}_{job.target.lufs:g}LUFS"
+
+
+def source_info(cfg: DictConfig, track: Track) -> dict:
+    """What tuned_params.yaml says about the input: its name and file (absolute path), or the demo track's
+    arguments; ``duration_s`` when only its start was tuned."""
+    if cfg.data.get("dir") is not None:
+        path = next(p for p in audio_files(cfg.data.dir) if p.stem == track.name)
+        return {"name": track.name, "path": str(path.resolve())}
+    options = {k: v for k, v in OmegaConf.to_container(cfg.data.track, resolve=True).items() if k != "_target_"}
+    if "path" in options:
+        options["path"] = str(Path(options["path"]).expanduser().resolve())
+    return {"name": track.name, **options}
+
+
+def output_info(cfg: DictConfig) -> dict:
+    """The output format and the dither's seed (the run's ``seed``), as tuned_params.yaml keeps them."""
+    return {"format": str((cfg.get("output") or {}).get("format", "float32")), "dither_seed": int(cfg.seed)}
 
 
 def answer_with_gain(job: Job) -> dict | None:
@@ -195,22 +244,29 @@ def answer_with_gain(job: Job) -> dict | None:
     metrics["conditioning"] = job.conditioning[track.name]
     metrics["timing_s"] = {"gain_alone": round(time.perf_counter() - clock, 3)}
     values = chain.values()
-    write_results(job.out_dir, track.name, output, rate, values, metrics, job.spec.name)
+    settings = settings_document(
+        chain, job.spec.name, source_info(job.cfg, track), job.target, metrics["conditioning"], output_info(job.cfg)
+    )
+    write_results(job.out_dir, track.name, output, rate, settings, metrics, job.processed[track.name])
     write_report(job.out_dir, track.name, track.audio, output, rate, metrics, chain)
     print(summary_table(metrics, values))
     print(f"output folder: {job.out_dir}")
     return metrics
 
 
-def make_trainer(cfg: DictConfig, tol_lu: float) -> L.Trainer:
+def make_trainer(cfg: DictConfig, tol_lu: float, name: str = "run") -> L.Trainer:
     """The Lightning Trainer of `trainer`, with the final solve first among the callbacks of `callbacks` and the
-    loggers of `logger`, and the validations' record for the report."""
+    loggers of `logger` (a logger whose ``version`` is "auto" logs into a folder called ``name``), and the
+    validations' record for the report."""
     callbacks = [
         SolveTarget(tol_lu=tol_lu),
         ObjectiveHistory(),
         *(instantiate(c) for c in (cfg.get("callbacks") or {}).values()),
     ]
-    loggers = [instantiate(c) for c in _logger_configs(cfg.get("logger"))]
+    loggers = [
+        instantiate(c, **({"version": name} if c.get("version") == "auto" else {}))
+        for c in _logger_configs(cfg.get("logger"))
+    ]
     checkpointing = any(isinstance(c, ModelCheckpoint) for c in callbacks)
     return instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks, enable_checkpointing=checkpointing)
 
@@ -264,7 +320,7 @@ def build_module(job: Job, device) -> tuple[TuningModule, list, list | None]:
         job.spec.level_param,
         job.spec.ceiling_param,
         solvers=solvers,
-        config=flat_config(job.cfg),
+        config=hparams_config(job),
         idle_values=job.spec.idle,
         tol_lu=job.tol_lu,
         crops_per_batch=job.crops_per_batch,
@@ -470,23 +526,25 @@ def checkpoint_path(cfg: DictConfig, out_dir: Path) -> str | None:
     return str(path) if path else None
 
 
-def flat_config(cfg: DictConfig) -> dict:
-    """The resolved config as {"a.b.c": plain value}, for the hparams table (lists become strings)."""
-    out = {}
-
-    def walk(node, prefix: str) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if not str(key).startswith("_"):
-                    walk(value, f"{prefix}{key}.")
-        else:
-            out[prefix[:-1]] = node if isinstance(node, (int, float, str, bool)) or node is None else str(node)
-
-    for key in cfg:
-        if key not in ("hydra", "callbacks"):
-            node = cfg[key]
-            walk(OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node, f"{key}.")
-    return out
+def hparams_config(job: Job) -> dict:
+    """What identifies a run in the hparams table (the module adds the tuned settings and the results): the
+    input, the target, the processor, the loss, the search and the steps. The whole config is in the run
+    folder's .hydra/config.yaml."""
+    cfg = job.cfg
+    source = job.tracks[0].name if job.mode == "single" else str(cfg.data.dir)
+    choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
+    return {
+        "input": source,
+        "mode": job.mode,
+        "target": job.target.label,
+        "target_lufs": float(job.target.lufs),
+        "target_ceiling_dbtp": float(job.target.ceiling_dbtp),
+        "processor": job.spec.name,
+        "loss": str(choices.get("loss", "custom")),
+        "search": "single" if job.population is None else f"population of {job.population.size}",
+        "max_steps": int(cfg.trainer.get("max_steps", -1)),
+        "seed": int(cfg.seed),
+    }
 
 
 def _write_tracks(job: Job, module: TuningModule, results: dict, history: ObjectiveHistory) -> None:
@@ -496,14 +554,22 @@ def _write_tracks(job: Job, module: TuningModule, results: dict, history: Object
     with job.progress.stage("writing the outputs and report.html") as end:
         for track, index, solution in zip(job.tracks, module.final_indices, module.finals):
             folder = job.out_dir if job.mode == "single" else job.out_dir / track.name
+            settings = settings_document(
+                module.solvers[index],
+                job.spec.name,
+                source_info(job.cfg, track),
+                job.target,
+                job.conditioning[track.name],
+                output_info(job.cfg),
+            )
             write_results(
                 folder,
                 track.name,
                 solution.output,
                 track.sample_rate,
-                solution.values,
+                settings,
                 results[track.name],
-                job.spec.name,
+                job.processed[track.name],
             )
             reference, solver = module.items[index].track, module.solvers[index]
             metrics = results[track.name]
@@ -528,6 +594,13 @@ def _write_album(
     index = module.final_indices[0]
     item, final = module.items[index], module.finals[0]
     base_render = render_baseline(item.track, rate, item.baseline)
+    album = {
+        "gap_s": float(job.cfg.data.gap_s),
+        "files": [
+            {**source_info(job.cfg, track), "subsonic": subsonic_settings(job.conditioning[track.name])}
+            for track in job.tracks
+        ],
+    }
     results, rows = {}, []
     for track, (offset, length) in zip(job.tracks, item.segments):
         output = final.output[:, offset : offset + length]
@@ -546,8 +619,19 @@ def _write_album(
         results[track.name] = metrics
         rows.append(summary_row(track.name, metrics, final.values))
         if trainer.is_global_zero:
-            write_results(job.out_dir / track.name, track.name, output, rate, final.values, metrics, job.spec.name)
             solver = module.solvers[index]
+            settings = settings_document(
+                solver,
+                job.spec.name,
+                source_info(job.cfg, track),
+                job.target,
+                job.conditioning[track.name],
+                output_info(job.cfg),
+                album,
+            )
+            write_results(
+                job.out_dir / track.name, track.name, output, rate, settings, metrics, job.processed[track.name]
+            )
             write_report(
                 job.out_dir / track.name, track.name, reference, output, rate, metrics, solver, history.of(index)
             )

@@ -192,12 +192,6 @@ class TuningModule(L.LightningModule):
             audio = item.track if excerpt.whole else excerpt.audio.float().to(self.device)
             item.excerpt = replace(excerpt, audio=moved.setdefault(id(excerpt.audio), audio))
         self.solvers = [s.to(self.device) for s in self.solvers]
-        placeholders = {f"hp/{k}": math.nan for k in HP_METRICS}
-        for logger in self.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                logger.log_hyperparams(dict(self.hparams), placeholders)
-            else:
-                logger.log_hyperparams(dict(self.hparams))
 
     # --- training ---------------------------------------------------------------------------------------------
     def crops(self) -> torch.Tensor:
@@ -486,7 +480,18 @@ class TuningModule(L.LightningModule):
         return index, solution, metrics
 
     def _log_final(self) -> None:
-        """The HPARAMS tab's metrics: the final measures, means over the settings."""
+        """The HPARAMS tab, logged once at the end (TensorBoard keeps the first hparams of a run): the run's
+        ``config``, the tuned settings (``tuned/<stage>.<param>``, when one setting was finalized) and the final
+        measures, means over the settings."""
+        table = dict(self.hparams.get("config") or {})
+        if len(self.finals) == 1:
+            table.update({f"tuned/{name}": value for name, value in self.finals[0].values.items()})
+        placeholders = {f"hp/{k}": math.nan for k in HP_METRICS}
+        for logger in self.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                logger.log_hyperparams(table, placeholders)
+            else:
+                logger.log_hyperparams(table)
         hp = {}
         for key, path in (
             ("drl_db", ("output", "drl_db")),

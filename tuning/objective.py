@@ -26,11 +26,30 @@ ON_TARGET_LU, ON_TARGET_DB = 0.2, 0.1
 
 @dataclass(frozen=True)
 class Target:
-    """A delivery target: integrated loudness ``lufs`` (LUFS) and true-peak ceiling ``ceiling_dbtp`` (dBTP)."""
+    """A delivery target: integrated loudness ``lufs`` (LUFS) and true-peak ceiling ``ceiling_dbtp`` (dBTP).
+
+    A preset (configs/target/) gives its ``name`` and its own values as ``preset_lufs`` and
+    ``preset_ceiling_dbtp``; a value overridden on top of it shows in :attr:`label`."""
 
     lufs: float
     ceiling_dbtp: float
     name: str = "custom"
+    preset_lufs: float | None = None
+    preset_ceiling_dbtp: float | None = None
+
+    @property
+    def label(self) -> str:
+        """The name the outputs give the target: the preset's name, followed by the values that differ from the
+        preset's ("streaming (lufs=-9)")."""
+        changed = [
+            f"{key}={value:g}"
+            for key, value, preset in (
+                ("lufs", self.lufs, self.preset_lufs),
+                ("ceiling_dbtp", self.ceiling_dbtp, self.preset_ceiling_dbtp),
+            )
+            if preset is not None and float(value) != float(preset)
+        ]
+        return f"{self.name} ({', '.join(changed)})" if changed else self.name
 
     def met_by(self, lufs: float, true_peak_dbtp: float) -> bool:
         """Whether a render of integrated loudness ``lufs`` and true peak ``true_peak_dbtp`` is on this target:

@@ -96,7 +96,14 @@ def _drl_measures(section, prefix: str, source: Path) -> dict[str, float | None]
 
 
 def _track_name(job_dir: Path) -> str:
-    """The input's name, from the one file results.py wrote into processed/ ("" when that is not known)."""
+    """The input's name: tuned_params.yaml's ``input.name``, or the one file results.py wrote into processed/
+    ("" when neither is known)."""
+    try:
+        source = (yaml.safe_load((job_dir / "tuned_params.yaml").read_text()) or {}).get("input")
+    except (OSError, yaml.YAMLError, AttributeError):
+        source = None
+    if isinstance(source, Mapping) and isinstance(source.get("name"), str) and source["name"]:
+        return source["name"]
     outputs = sorted((job_dir / "processed").glob("*.wav"))
     return outputs[0].stem if len(outputs) == 1 else ""
 

@@ -1,4 +1,5 @@
-"""What a run leaves: tuned_params.yaml, processed/<input name>.wav, metrics.json, and the summary table."""
+"""What a run leaves: tuned_params.yaml, the processed audio (processed/<input name>.wav), metrics.json, and the
+summary table."""
 
 from __future__ import annotations
 
@@ -8,12 +9,12 @@ import math
 from collections.abc import Mapping
 from pathlib import Path
 
-import soundfile as sf
 import torch
-import yaml
 
 from drl.loudness import loudness_summary
 from tuning.objective import LossWeights, distortion_measures
+from tuning.pcm import write_audio
+from tuning.settings import write_settings
 
 
 def _finite(value) -> float | None:
@@ -64,7 +65,12 @@ def run_metrics(
         "objective_gain_over_baseline_db": (base["objective_drl_db"] - output["objective_drl_db"])
         if base.get("objective_drl_db") is not None
         else None,
-        "target": {"name": target.name, "lufs": target.lufs, "ceiling_dbtp": target.ceiling_dbtp},
+        "target": {
+            "name": target.label,
+            "preset": target.name,
+            "lufs": float(target.lufs),
+            "ceiling_dbtp": float(target.ceiling_dbtp),
+        },
         "on_target": target.met_by(output["integrated_lufs"], output["true_peak_dbtp"]),
         "steps": int(steps),
         "best_step": best_step,
@@ -85,34 +91,45 @@ def plain_measures(measures: Mapping[str, torch.Tensor]) -> dict:
     return out
 
 
-def nested_settings(values: Mapping[str, float]) -> dict:
-    """{"compressor.ratio": 2.0} -> {"compressor": {"ratio": 2.0}}."""
-    out: dict = {}
-    for name, value in values.items():
-        stage, _, param = name.rpartition(".")
-        out.setdefault(stage or "processor", {})[param] = value
-    return out
-
-
 def _fresh(path: Path) -> Path:
     if path.exists():
         raise ValueError(f"refusing to overwrite {path}: choose a new output folder (hydra.run.dir)")
     return path
 
 
-def result_paths(out_dir: str | Path, name: str) -> dict[str, Path]:
-    """Where a run writes its three files."""
+#: Placeholders of ``output.name`` (the processed file's name without extension).
+NAME_FIELDS = ("name", "lufs")
+
+
+def processed_name(template: str, name: str, lufs: float) -> str:
+    """The processed file's name: ``template`` ("{name}", "{name}_{lufs}LUFS") filled with the input's ``name``
+    and the target loudness ``lufs``, plus ".wav". ValueError for another placeholder or a path separator."""
+    try:
+        stem = str(template).format(name=name, lufs=f"{lufs:g}")
+    except (KeyError, IndexError, ValueError) as error:
+        raise ValueError(
+            f"output.name {template!r} is not a file name template: use the placeholders "
+            f"{', '.join('{' + f + '}' for f in NAME_FIELDS)} ({error})"
+        ) from None
+    if not stem or "/" in stem or "\\" in stem or stem in (".", ".."):
+        raise ValueError(f"output.name {template!r} gives {stem!r}, not a file name (output.dir sets the folder)")
+    return f"{stem}.wav"
+
+
+def result_paths(out_dir: str | Path, name: str, processed: str | Path | None = None) -> dict[str, Path]:
+    """Where a run writes its three files: tuned_params.yaml and metrics.json in ``out_dir``, the processed
+    audio at ``processed`` (default: processed/<name>.wav in ``out_dir``)."""
     out_dir = Path(out_dir)
     return {
         "tuned_params": out_dir / "tuned_params.yaml",
-        "processed": out_dir / "processed" / f"{name}.wav",
+        "processed": Path(processed) if processed is not None else out_dir / "processed" / f"{name}.wav",
         "metrics": out_dir / "metrics.json",
     }
 
 
-def check_fresh(out_dir: str | Path, name: str) -> None:
+def check_fresh(out_dir: str | Path, name: str, processed: str | Path | None = None) -> None:
     """Raise ValueError (before any work) when a result file already exists: nothing is ever overwritten."""
-    for path in result_paths(out_dir, name).values():
+    for path in result_paths(out_dir, name, processed).values():
         _fresh(path)
 
 
@@ -121,40 +138,31 @@ def write_results(
     name: str,
     output: torch.Tensor,
     sample_rate: int,
-    values: Mapping[str, float],
+    settings: Mapping,
     metrics: Mapping,
-    processor_name: str = "chain",
+    processed: str | Path | None = None,
 ) -> dict[str, Path]:
-    """Write the three result files into ``out_dir`` (never over an existing file); return their paths."""
-    paths = result_paths(out_dir, name)
-    check_fresh(out_dir, name)
-    paths["processed"].parent.mkdir(parents=True, exist_ok=True)
-    params_path, wav_path, metrics_path = paths["tuned_params"], paths["processed"], paths["metrics"]
-
-    header = (
-        f"# Tuned settings in physical units (dB, ms, ratio), for processor={processor_name}.\n"
-        "# Paste `stages` over the stages of configs/processor/<name>.yaml, or pass values on the command line:\n"
-        "#   python train.py processor.stages.compressor.threshold_db=-18.5 ...\n"
+    """Write a run's files (never over an existing one): the processed audio ``output`` (C, T) at
+    ``processed`` in the format of ``settings["output"]`` (:func:`tuning.pcm.write_audio`, under the target's
+    ceiling), the ``settings`` document as tuned_params.yaml (:mod:`tuning.settings`) and ``metrics`` as
+    metrics.json, with what the audio file holds under ``file``. Returns the three paths."""
+    paths = result_paths(out_dir, name, processed)
+    check_fresh(out_dir, name, processed)
+    options = settings.get("output") or {}
+    written = write_audio(
+        paths["processed"],
+        output,
+        sample_rate,
+        options.get("format", "float32"),
+        settings["target"]["ceiling_dbtp"],
+        options.get("dither_seed") or 0,
     )
-    conditioning = metrics.get("conditioning") or {}
-    subsonic = (
-        {"mode": "on", "cutoff_hz": conditioning["cutoff_hz"]} if conditioning.get("subsonic") else {"mode": "off"}
-    )
-    with params_path.open("x") as handle:
-        handle.write(header)
-        yaml.safe_dump(
-            {"processor": processor_name, "subsonic": subsonic, "stages": nested_settings(values)},
-            handle,
-            sort_keys=False,
-        )
-
-    data = output.detach().cpu().double().numpy().T  # (T, C)
-    sf.write(str(wav_path), data, sample_rate, subtype="FLOAT")
-
-    with metrics_path.open("x") as handle:
-        json.dump(metrics, handle, indent=2)
+    write_settings(paths["tuned_params"], settings)
+    paths["metrics"].parent.mkdir(parents=True, exist_ok=True)
+    with paths["metrics"].open("x") as handle:
+        json.dump({**metrics, "file": {"path": str(paths["processed"]), **written}}, handle, indent=2)
         handle.write("\n")
-    return {"tuned_params": params_path, "processed": wav_path, "metrics": metrics_path}
+    return paths
 
 
 def summary_table(metrics: Mapping, values: Mapping[str, float]) -> str:
@@ -197,7 +205,10 @@ def summary_table(metrics: Mapping, values: Mapping[str, float]) -> str:
             f"{conditioning['dc_offset']:.4f}; {done}"
         )
     target = metrics["target"]
-    lines.append(f"{'target':<{width}}{target['lufs']:>7.1f} LUFS, true peak <= {target['ceiling_dbtp']:.1f} dBTP")
+    lines.append(
+        f"{'target':<{width}}{target['lufs']:>7.1f} LUFS, true peak <= {target['ceiling_dbtp']:.1f} dBTP"
+        + (f": {target['name']}" if target.get("name") else "")
+    )
     if base:
         slow = base.get("slow_release_ms")
         lines.append(
