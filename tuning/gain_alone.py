@@ -17,14 +17,18 @@ from tuning.results import run_metrics, track_metrics
 SELECTED = "gain"
 
 
-def gain_alone_db(audio: torch.Tensor, sample_rate: int, target) -> tuple[float, float] | None:
+def gain_alone_db(
+    audio: torch.Tensor, sample_rate: int, target, lufs: float | None = None, true_peak_dbtp: float | None = None
+) -> tuple[float, float] | None:
     """(gain in dB, true peak after it in dBTP) when that gain brings ``audio`` (C, T) onto ``target`` with
-    its true peak at or under the ceiling; None when limiting is needed (or the track is silent)."""
-    lufs = float(drl.integrated_loudness(audio, sample_rate))
+    its true peak at or under the ceiling; None when limiting is needed (or the track is silent). ``lufs`` and
+    ``true_peak_dbtp``: the track's, when measured already."""
+    lufs = float(drl.integrated_loudness(audio, sample_rate)) if lufs is None else float(lufs)
     if not lufs > -70.0:  # silent, or everything gated away: nothing a gain can do
         return None
     gain_db = float(target.lufs) - lufs
-    peak_dbtp = float(drl.true_peak(audio, sample_rate).amax()) + gain_db
+    peak = float(drl.true_peak(audio, sample_rate).amax()) if true_peak_dbtp is None else float(true_peak_dbtp)
+    peak_dbtp = peak + gain_db
     return (gain_db, peak_dbtp) if peak_dbtp <= float(target.ceiling_dbtp) else None
 
 

@@ -13,7 +13,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import lightning as L
@@ -82,6 +82,7 @@ class Job:
     tol_lu: float
     ckpt_path: str | None
     processed: dict[str, Path]  # per track name: where its processed audio goes (output.dir, output.name)
+    levels: dict[str, dict] = field(default_factory=dict)  # per track name: its measures as an input
     progress: Progress = SILENT
 
 
@@ -136,9 +137,10 @@ def prepare(cfg: DictConfig, out_dir: Path, progress: Progress = SILENT) -> Job:
     with progress.stage("reading and checking the input") as end:
         mode, tracks = load_tracks(cfg)
         tracks, conditioning = condition_tracks(tracks, cfg.get("subsonic") or {})
-        end["result"] = "; ".join(describe_input(track, conditioning[track.name]) for track in tracks[:3]) + (
-            f"; and {len(tracks) - 3} more" if len(tracks) > 3 else ""
-        )
+        levels = {track.name: track_metrics(track.audio, track.audio, track.sample_rate, weights) for track in tracks}
+        end["result"] = "; ".join(
+            describe_input(track, levels[track.name], conditioning[track.name]) for track in tracks[:3]
+        ) + (f"; and {len(tracks) - 3} more" if len(tracks) > 3 else "")
     crop_samples = max(check_crop_length(track, float(cfg.data.crop_s)) for track in tracks)
     processed = processed_paths(cfg, out_dir, mode, [track.name for track in tracks], target)
     for track in tracks:
@@ -168,17 +170,22 @@ def prepare(cfg: DictConfig, out_dir: Path, progress: Progress = SILENT) -> Job:
         float(cfg.solve.tol_lu),
         ckpt_path,
         processed,
+        levels,
         progress,
     )
 
 
-def describe_input(track: Track, conditioning: dict) -> str:
+def describe_input(track: Track, levels: dict, conditioning: dict) -> str:
     """One line about an input track: length, rate, channels, loudness, true peak, DC, infrasound."""
     audio, rate = track.audio, track.sample_rate
     removed = ", removed" if conditioning.get("subsonic") else ""
+
+    def number(value, unit):
+        return "-" if value is None else f"{value:.2f} {unit}"
+
     return (
         f"{track.name}: {audio.shape[-1] / rate:.1f} s, {rate} Hz, {audio.shape[0]} ch, "
-        f"{float(drl.integrated_loudness(audio, rate)):.2f} LUFS, {float(drl.true_peak(audio, rate).amax()):.2f} dBTP, "
+        f"{number(levels['integrated_lufs'], 'LUFS')}, {number(levels['true_peak_dbtp'], 'dBTP')}, "
         f"DC {conditioning['dc_offset']:.4f}, {100 * conditioning['infrasound_share']:.1f} % below 20 Hz{removed}"
     )
 
@@ -229,7 +236,8 @@ def answer_with_gain(job: Job) -> dict | None:
     metrics returned, with no baseline search or training; None when it needs limiting."""
     track, rate = job.tracks[0], job.tracks[0].sample_rate
     clock = time.perf_counter()
-    found = gain_alone_db(track.audio, rate, job.target)
+    levels = job.levels.get(track.name) or {}
+    found = gain_alone_db(track.audio, rate, job.target, levels.get("integrated_lufs"), levels.get("true_peak_dbtp"))
     if found is None:
         return None
     # the limiter never acts: its default settings, a single release
@@ -240,7 +248,9 @@ def answer_with_gain(job: Job) -> dict | None:
         return None
     chain.set_values(**job.spec.idle, **{job.spec.level_param: found[0]})
     job.progress.say(f"a gain of {found[0]:+.2f} dB alone meets the target: no limiting needed, nothing to train")
-    output, metrics = render_gain_alone(track.audio, rate, job.target, job.weights, found[0])
+    output, metrics = render_gain_alone(
+        track.audio, rate, job.target, job.weights, found[0], job.levels.get(track.name)
+    )
     metrics["conditioning"] = job.conditioning[track.name]
     metrics["timing_s"] = {"gain_alone": round(time.perf_counter() - clock, 3)}
     values = chain.values()
@@ -345,8 +355,13 @@ def groups(job: Job) -> list[tuple[str, torch.Tensor, list | None]]:
 def make_item(name: str, audio: torch.Tensor, segments, job: Job, device) -> Item:
     """One :class:`Item`: its audio on ``device``, its objective and its gain + limiter baseline, whose winner
     is chosen by the measure the loss optimises, as the tuned settings are."""
+    known = job.levels.get(name) if segments is None else None  # an album is measured as a whole here
     audio, rate = audio.to(device), job.tracks[0].sample_rate
-    objective = Objective(rate, job.target, job.weights, float(drl.integrated_loudness(audio, rate)))
+    metrics = known or track_metrics(audio, audio, rate, job.weights)
+    lufs = metrics["integrated_lufs"]
+    objective = Objective(
+        rate, job.target, job.weights, float(drl.integrated_loudness(audio, rate) if lufs is None else lufs)
+    )
     excerpt = choose_excerpt(audio, rate, job.target, job.cfg.solve.get("excerpt_s"))
     where = "the whole track" if excerpt.whole else f"a {excerpt.audio.shape[-1] / rate:.0f} s excerpt"
     options = baseline_options(job.cfg)
@@ -382,7 +397,6 @@ def make_item(name: str, audio: torch.Tensor, segments, job: Job, device) -> Ite
         )
     # later candidates are compared where the baseline's winner reads on target
     excerpt = replace(excerpt, target=Level(baseline["excerpt"]["target_lufs"], excerpt.target.ceiling_dbtp))
-    metrics = track_metrics(audio, audio, rate, job.weights)
     return Item(name, audio, objective, segments, baseline, metrics, excerpt)
 
 

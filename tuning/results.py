@@ -31,17 +31,23 @@ def track_metrics(
 
     The measures (:func:`plain_measures` of :func:`tuning.objective.distortion_measures`): ``drl_db``,
     ``band_drl_db``, ``frame_drl_db``, ``nmr_db`` and ``objective_drl_db`` (the measure the loss of ``weights``
-    optimises), means over channels in dB; for the input itself they read the metric's floor (-120 dB).
-    Measured on the CPU (once per run).
+    optimises), means over channels in dB; for the input itself (``audio is reference``) they read the
+    metric's floor (-120 dB), measured on its first second. Measured on the CPU (once per run).
     """
+    same = audio is reference
     reference, audio = reference.detach().cpu(), audio.detach().cpu()
     summary = loudness_summary(audio, sample_rate)
+    if same:  # identical signals: every measure sits at its floor, whatever the length
+        head = reference[..., : max(sample_rate, 1)]
+        measures = distortion_measures(head, head, sample_rate, weights)
+    else:
+        measures = distortion_measures(reference, audio, sample_rate, weights)
     return {
         "integrated_lufs": _finite(summary["integrated_lufs"]),
         "true_peak_dbtp": _finite(summary["true_peak_dbtp"]),
         "sample_peak_dbfs": _finite(summary["sample_peak_dbfs"]),
         "lra": _finite(summary["lra"]),
-        **plain_measures(distortion_measures(reference, audio, sample_rate, weights)),
+        **plain_measures(measures),
     }
 
 
