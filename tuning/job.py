@@ -9,9 +9,7 @@ them are one :class:`tuning.module.TuningModule` over B >= 1 items.
 from __future__ import annotations
 
 import copy
-import sys
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -35,6 +33,7 @@ from tuning.audio import (
 from tuning.baseline import of_structure, render_baseline, run_baseline
 from tuning.build import ProcessorSpec, choose_start, suggest_settings
 from tuning.callbacks import SolveTarget
+from tuning.console import quiet_lightning, say
 from tuning.module import Item, TuningModule, batch_values
 from tuning.objective import LossWeights, Objective, Target
 from tuning.population import Population, starting_values
@@ -77,10 +76,12 @@ class Job:
 def run(cfg: DictConfig, out_dir: Path) -> dict:
     """Run one tuning job from a composed config, writing into ``out_dir``; return the final metrics (also in
     metrics.json; in folder modes {file name: metrics}). Bad input raises ValueError before any work."""
-    _quiet_lightning()
+    quiet_lightning(bool(cfg.get("verbose", False)))
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     job = prepare(cfg, out_dir)
     trainer = make_trainer(cfg, job.tol_lu)
+    if trainer.is_global_zero:
+        announce(job, trainer)
     clock = time.perf_counter()
     module, starts, candidate_values = build_module(job, trainer.strategy.root_device)
     baseline_s = time.perf_counter() - clock
@@ -147,11 +148,40 @@ def prepare(cfg: DictConfig, out_dir: Path) -> Job:
 
 def make_trainer(cfg: DictConfig, tol_lu: float) -> L.Trainer:
     """The Lightning Trainer of `trainer`, with the final solve first among the callbacks of `callbacks` and the
-    loggers of `logger`."""
+    loggers of `logger`; its progress bar only with `verbose=true` (unless `trainer.enable_progress_bar` says)."""
     callbacks = [SolveTarget(tol_lu=tol_lu), *(instantiate(c) for c in (cfg.get("callbacks") or {}).values())]
     loggers = [instantiate(c) for c in _logger_configs(cfg.get("logger"))]
     checkpointing = any(isinstance(c, ModelCheckpoint) for c in callbacks)
-    return instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks, enable_checkpointing=checkpointing)
+    options = {"logger": loggers or False, "callbacks": callbacks, "enable_checkpointing": checkpointing}
+    if cfg.trainer.get("enable_progress_bar") is None:
+        options["enable_progress_bar"] = bool(cfg.get("verbose", False))
+    return instantiate(cfg.trainer, **options)
+
+
+def announce(job: Job, trainer: L.Trainer) -> None:
+    """One line before the work: what is tuned (which seconds of a file), towards what, for how many steps."""
+    track = job.tracks[0]
+    if job.mode == "single":
+        what = f"'{track.name}' ({track.duration_s:.1f} s{excerpt_text(track.excerpt)})"
+    else:
+        what = f"{len(job.tracks)} files of {job.cfg.data.dir} ({job.mode})"
+    steps = f"{trainer.max_steps} steps" if trainer.max_steps > 0 else f"{trainer.max_epochs} epochs"
+    say(
+        f"tuning {what} to {job.target.lufs:g} LUFS, true peak <= {job.target.ceiling_dbtp:g} dBTP: "
+        f"{steps}, results in {job.out_dir}"
+    )
+
+
+def excerpt_text(excerpt: dict | None) -> str:
+    """What part of a file was tuned, ``, the loudest 8.0 s (61.0-69.0 s of 290.0 s; data.excerpt)``; "" for a
+    whole file."""
+    if not excerpt:
+        return ""
+    which = "loudest" if excerpt["choice"] == "loudest" else "first"
+    return (
+        f", the {which} {excerpt['end_s'] - excerpt['start_s']:.1f} s ({excerpt['start_s']:.1f}-"
+        f"{excerpt['end_s']:.1f} s of {excerpt['file_s']:.1f} s; data.excerpt)"
+    )
 
 
 def build_module(job: Job, device) -> tuple[TuningModule, list, list | None]:
@@ -251,6 +281,8 @@ def collect_results(
     if job.mode != "shared":
         for track in job.tracks:
             results[track.name]["conditioning"] = job.conditioning[track.name]
+            if track.excerpt:
+                results[track.name]["excerpt"] = track.excerpt
             if job.mode == "per_track":
                 results[track.name]["mode"] = "per_track"
     return results
@@ -305,14 +337,6 @@ def candidates(
     return out
 
 
-def _quiet_lightning() -> None:
-    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-    warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
-    warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
-    # crops are a function of the step, not of the loader's position: a mid-epoch resume is exact
-    warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
-
-
 def load_tracks(cfg: DictConfig) -> tuple[str, list[Track]]:
     """("single", [track]) for `data=demo|file`; (data.mode, the folder's tracks) for `data=folder`."""
     if cfg.data.get("dir") is None:
@@ -342,7 +366,7 @@ def condition_tracks(tracks: list[Track], options) -> tuple[list[Track], dict[st
         conditioned, report = condition_track(track, str(options.get("mode", "auto")), options.get("cutoff_hz", 20.0))
         warning = report.pop("warning")
         if warning:
-            print(f"warning: {warning}", file=sys.stderr)
+            say(warning, warning=True)
         out.append(conditioned)
         reports[track.name] = report
     return out, reports
@@ -395,10 +419,12 @@ def _write_tracks(job: Job, module: TuningModule, results: dict) -> None:
         )
         rows.append(summary_row(track.name, results[track.name], solution.values))
     if job.mode == "single":
-        print(summary_table(results[job.tracks[0].name], module.finals[0].values))
+        say(summary_table(results[job.tracks[0].name], module.finals[0].values))
+        if job.tracks[0].excerpt:
+            say(f"excerpt                {excerpt_text(job.tracks[0].excerpt)[2:]}")
     else:
-        print(f"summary: {write_summary(job.out_dir, rows)}")
-    print(f"output folder: {job.out_dir}")
+        say(f"summary: {write_summary(job.out_dir, rows)}")
+    say(f"output folder: {job.out_dir}")
 
 
 def _write_album(trainer: L.Trainer, job: Job, module: TuningModule, album_metrics: dict) -> dict:
@@ -428,9 +454,9 @@ def _write_album(trainer: L.Trainer, job: Job, module: TuningModule, album_metri
             write_results(job.out_dir / track.name, track.name, output, rate, final.values, metrics, job.spec.name)
     if trainer.is_global_zero:
         rows.append(summary_row("album", album_metrics, final.values))
-        print(summary_table(album_metrics, final.values))
-        print(f"summary: {write_summary(job.out_dir, rows)}")
-        print(f"output folder: {job.out_dir}")
+        say(summary_table(album_metrics, final.values))
+        say(f"summary: {write_summary(job.out_dir, rows)}")
+        say(f"output folder: {job.out_dir}")
     return results
 
 
