@@ -47,19 +47,19 @@ def _hydra_main(cfg: DictConfig) -> None:
     try:
         train(cfg)
     except BaseException as error:
-        if not _run_dir_existed:
-            _close_run_log()
-            train_cli.discard_run_folder(output_dir(cfg))
+        if not _run_dir_existed and train_cli.discard_run_folder(output_dir(cfg)):
+            _drop_run_log()
         if isinstance(error, BAD_INPUT):  # caught here: past this point Hydra adds its own line to stderr
             fail(error)
         raise
 
 
-def _close_run_log() -> None:
-    """Close the run's log file (train.log) before its folder may be removed."""
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler, logging.FileHandler):
-            handler.close()
+def _drop_run_log() -> None:
+    """Close the log files of the root logger (Hydra's train.log) and take them off it: their folder is gone."""
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
+        handler.close()
+        root.removeHandler(handler)
 
 
 def one_line(error: BaseException) -> str:

@@ -82,7 +82,7 @@ def prepare_arguments(args: list[str], base: Path) -> list[str]:
                     paths = [_absolute(v.text if isinstance(v, QuotedString) else str(v), base) for v in value.list]
                     arg = f"{prefix}{key}={','.join(quote(p) for p in paths)}"
                 elif isinstance(value, (str, int, float)):
-                    arg = f"{prefix}{key}={quote(_absolute(override.get_value_element_as_str(), base))}"
+                    arg = f"{prefix}{key}={quote(_absolute(str(value), base))}"
         out.append(arg)
     implied = [DATA_OPTION_OF[key] for key in given if key in DATA_OPTION_OF]
     for option in implied:
@@ -168,7 +168,7 @@ MISSING_HINTS = {
 def check_config(cfg: DictConfig) -> None:
     """What can be checked without the heavy imports: every mandatory value given, the audio file readable,
     the folder and the checkpoint present. Raises ValueError with one line in the user's words."""
-    for key in missing_keys(OmegaConf.to_container(cfg, resolve=False)):
+    for key in missing_keys({k: v for k, v in OmegaConf.to_container(cfg, resolve=False).items() if k != "hydra"}):
         raise ValueError(MISSING_HINTS.get(key, f"{key} must be given ({key}=...)"))
     data = cfg.get("data") or {}
     if data.get("dir") is None and data.get("path") is not None:

@@ -169,13 +169,13 @@ def test_relative_paths_are_taken_from_the_callers_folder(tmp_path):
     from train_cli import prepare_arguments
 
     base = tmp_path / "my music's folder"
-    args = ["data.path=song (1).flac", "-m", "hydra.run.dir=runs/a", "ckpt_path=/abs/last.ckpt", "target.lufs=-9"]
+    args = ["data.path=song (1).flac", "-m", "hydra.run.dir=runs/a b", "ckpt_path='/abs/it\\'s'", "target.lufs=-9"]
     out = prepare_arguments(args, base)
     assert out[0] == "data=file" and out[2] == "-m" and out[-1] == "target.lufs=-9"
     parse = OverridesParser.create().parse_override
     assert parse(out[1]).value() == str(base / "song (1).flac")
-    assert parse(out[3]).value() == str(base / "runs" / "a")
-    assert parse(out[4]).value() == "/abs/last.ckpt"
+    assert parse(out[3]).value() == str(base / "runs" / "a b")
+    assert parse(out[4]).value() == "/abs/it's"
     folder = prepare_arguments(["data.dir=album"], base)
     assert folder[0] == "data=folder" and parse(folder[1]).value() == str(base / "album")
     sweep = prepare_arguments(["-m", "data.path=a.wav,'b c.wav'"], base)
