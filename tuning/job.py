@@ -33,7 +33,7 @@ from tuning.audio import (
 from tuning.baseline import of_structure, render_baseline, run_baseline
 from tuning.build import ProcessorSpec, choose_start, suggest_settings
 from tuning.callbacks import SolveTarget
-from tuning.console import quiet_lightning, say
+from tuning.console import quiet_lightning, record, say
 from tuning.module import Item, TuningModule, batch_values
 from tuning.objective import LossWeights, Objective, Target
 from tuning.population import Population, starting_values
@@ -80,8 +80,8 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     job = prepare(cfg, out_dir)
     trainer = make_trainer(cfg, job.tol_lu)
-    if trainer.is_global_zero:
-        announce(job, trainer)
+    if not trainer.is_global_zero:  # a DDP process of its own: its own log (Hydra job train_ddp_process_<rank>)
+        record.info(f"process {trainer.global_rank} of {trainer.world_size} (ranks from 0)")
     clock = time.perf_counter()
     module, starts, candidate_values = build_module(job, trainer.strategy.root_device)
     baseline_s = time.perf_counter() - clock
@@ -158,28 +158,11 @@ def make_trainer(cfg: DictConfig, tol_lu: float) -> L.Trainer:
     return instantiate(cfg.trainer, **options)
 
 
-def announce(job: Job, trainer: L.Trainer) -> None:
-    """One line before the work: what is tuned (which seconds of a file), towards what, for how many steps."""
-    track = job.tracks[0]
-    if job.mode == "single":
-        what = f"'{track.name}' ({track.duration_s:.1f} s{excerpt_text(track.excerpt)})"
-    else:
-        what = f"{len(job.tracks)} files of {job.cfg.data.dir} ({job.mode})"
-    steps = f"{trainer.max_steps} steps" if trainer.max_steps > 0 else f"{trainer.max_epochs} epochs"
-    say(
-        f"tuning {what} to {job.target.lufs:g} LUFS, true peak <= {job.target.ceiling_dbtp:g} dBTP: "
-        f"{steps}, results in {job.out_dir}"
-    )
-
-
-def excerpt_text(excerpt: dict | None) -> str:
-    """What part of a file was tuned, ``, the loudest 8.0 s (61.0-69.0 s of 290.0 s; data.excerpt)``; "" for a
-    whole file."""
-    if not excerpt:
-        return ""
+def excerpt_text(excerpt: dict) -> str:
+    """Which part of a file was tuned: "the loudest 8.0 s (61.0-69.0 s of 290.0 s; data.excerpt)"."""
     which = "loudest" if excerpt["choice"] == "loudest" else "first"
     return (
-        f", the {which} {excerpt['end_s'] - excerpt['start_s']:.1f} s ({excerpt['start_s']:.1f}-"
+        f"the {which} {excerpt['end_s'] - excerpt['start_s']:.1f} s ({excerpt['start_s']:.1f}-"
         f"{excerpt['end_s']:.1f} s of {excerpt['file_s']:.1f} s; data.excerpt)"
     )
 
@@ -421,7 +404,7 @@ def _write_tracks(job: Job, module: TuningModule, results: dict) -> None:
     if job.mode == "single":
         say(summary_table(results[job.tracks[0].name], module.finals[0].values))
         if job.tracks[0].excerpt:
-            say(f"excerpt                {excerpt_text(job.tracks[0].excerpt)[2:]}")
+            say(f"excerpt                {excerpt_text(job.tracks[0].excerpt)}")
     else:
         say(f"summary: {write_summary(job.out_dir, rows)}")
     say(f"output folder: {job.out_dir}")
