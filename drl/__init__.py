@@ -16,7 +16,7 @@ from drl.loudness import (
     momentary_loudness,
     short_term_loudness,
 )
-from drl.metric import DRL, band_drl_db, drl_db, frame_drl_db, level_match, null
+from drl.metric import DRL, band_drl_db, drl_db, drl_ratio, frame_drl_db, level_match, null
 from drl.nmr import nmr_db
 from drl.peak import TruePeak, sample_peak, true_peak
 
@@ -30,6 +30,7 @@ __all__ = [
     "DRL",
     "band_drl_db",
     "drl_db",
+    "drl_ratio",
     "frame_drl_db",
     "level_match",
     "null",

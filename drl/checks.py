@@ -12,6 +12,12 @@ import torch
 
 MIN_SAMPLE_RATE = 8_000
 MAX_SAMPLE_RATE = 384_000
+# Audio laid out (samples, channels), as soundfile reads it, would pass as thousands of channels of a few
+# samples. A last axis this short beside a channel axis this long is refused as that layout (7.1 has 8
+# channels; no measure or effect here means anything on 8 samples, nor does any (C, T) audio have 16 channels
+# of so few).
+LAYOUT_MAX_LAST = 8
+LAYOUT_MIN_CHANNELS = 16
 
 
 def check_number(
@@ -60,8 +66,9 @@ def check_audio(
     """Validate an audio tensor of shape ``(T,)``, ``(C, T)`` or ``(B, C, T)`` and return it as float.
 
     Half-precision audio is upcast to float32 (sums of squares overflow float16). Integer PCM is refused:
-    convert it to float in [-1, 1] first (``soundfile.read(..., dtype="float32")`` does). ``finite=False``
-    leaves the NaN/Inf scan to the caller (one that computes energies anyway can spot them there).
+    convert it to float in [-1, 1] first (``soundfile.read(..., dtype="float32")`` does). So is audio that
+    looks transposed (see :func:`check_layout`). ``finite=False`` leaves the NaN/Inf scan to the caller (one
+    that computes energies anyway can spot them there).
     """
     if not isinstance(audio, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(audio).__name__}")
@@ -72,6 +79,7 @@ def check_audio(
         )
     if audio.ndim not in (1, 2, 3):
         raise ValueError(f"{name} must have shape (T,), (C, T) or (B, C, T), got shape {tuple(audio.shape)}")
+    check_layout(audio, name)
     if audio.shape[-1] == 0:
         raise ValueError(f"{name} is empty (0 samples)")
     if audio.dtype in (torch.float16, torch.bfloat16):
@@ -81,6 +89,24 @@ def check_audio(
     if finite:
         check_finite(audio, name)
     return audio
+
+
+def check_layout(audio: torch.Tensor, name: str = "audio") -> None:
+    """Raise ValueError when ``(C, T)`` or ``(B, C, T)`` audio looks laid out ``(samples, channels)``: a last
+    axis of at most :data:`LAYOUT_MAX_LAST` (8) beside a channel axis of :data:`LAYOUT_MIN_CHANNELS` (16) or
+    more. The message names the transpose that fixes it."""
+    if audio.ndim < 2 or audio.shape[-1] > LAYOUT_MAX_LAST or audio.shape[-2] < LAYOUT_MIN_CHANNELS:
+        return
+    shape = tuple(audio.shape)
+    fixed = shape[:-2] + (shape[-1], shape[-2])
+    if audio.ndim == 2:
+        looks, wanted, fix = "(samples, channels)", "(channels, samples)", f"{name}.T"
+    else:
+        looks, wanted, fix = "(batch, samples, channels)", "(batch, channels, samples)", f"{name}.transpose(1, 2)"
+    raise ValueError(
+        f"{name} of shape {shape} looks like {looks} (the layout soundfile reads); pass {fix}, of shape {fixed} "
+        f"{wanted}"
+    )
 
 
 def check_finite(tensor: torch.Tensor, name: str) -> None:

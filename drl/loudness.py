@@ -219,6 +219,8 @@ class Loudness(nn.Module):
         return value if audio.ndim == 3 else value[0]
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        """Integrated loudness in LUFS (BS.1770-4, gated) of ``audio`` ``(T,)``, ``(C, T)`` or ``(B, C, T)`` at
+        this rate, at least one 400 ms block long: a scalar, or ``(B,)``. Differentiable."""
         audio = check_audio(audio)
         if audio.shape[-1] < self.block:
             raise ValueError(

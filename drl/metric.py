@@ -108,16 +108,36 @@ def null(reference: torch.Tensor, processed: torch.Tensor) -> Null:
     return result
 
 
-def drl_db(reference: torch.Tensor, processed: torch.Tensor, *, floor_db: float = DEFAULT_FLOOR_DB) -> torch.Tensor:
-    """Broadband DRL in dB per channel, shape ``reference.shape[:-1]``; differentiable (finite gradients).
-
-    ``reference`` and ``processed``: ``(T,)``, ``(C, T)`` or ``(B, C, T)`` of equal shapes.
-    """
+def _channel_ratios(
+    reference: torch.Tensor, processed: torch.Tensor, floor_db: float
+) -> tuple[torch.Tensor, torch.dtype]:
+    """The floored broadband energy ratio per channel (float64) of a checked pair, and the pair's dtype."""
     floor_db = check_floor_db(floor_db)
     reference, processed = check_pair(reference, processed, finite=False)
     result = null(reference, processed)
-    ratio = floored_ratio(result.residual_energy, result.signal_energy, floor_db)
-    return ratio_to_db(ratio).to(reference.dtype)
+    return floored_ratio(result.residual_energy, result.signal_energy, floor_db), reference.dtype
+
+
+def drl_db(reference: torch.Tensor, processed: torch.Tensor, *, floor_db: float = DEFAULT_FLOOR_DB) -> torch.Tensor:
+    """Broadband DRL in dB per channel, shape ``reference.shape[:-1]``; differentiable (finite gradients).
+
+    ``reference`` and ``processed``: ``(T,)``, ``(C, T)`` or ``(B, C, T)`` of equal shapes. As a loss that
+    should reach an exact match, take :func:`drl_ratio`.
+    """
+    ratio, dtype = _channel_ratios(reference, processed, floor_db)
+    return ratio_to_db(ratio).to(dtype)
+
+
+def drl_ratio(reference: torch.Tensor, processed: torch.Tensor, *, floor_db: float = DEFAULT_FLOOR_DB) -> torch.Tensor:
+    """Broadband DRL as the linear energy ratio ``||d||^2 / ||g x||^2`` per channel (``10^(DRL/10)``, floored at
+    ``10^(floor_db/10)``), shape ``reference.shape[:-1]``; differentiable.
+
+    The loss form for fitting towards an exact match (a known processor's settings): it is a smooth bowl,
+    quadratic in the setting's error, where the dB form's log dips without bound at the match and Adam runs
+    past it and back (docs/metric.md, "DRL as a loss"). Inputs as :func:`drl_db`.
+    """
+    ratio, dtype = _channel_ratios(reference, processed, floor_db)
+    return ratio.to(dtype)
 
 
 def band_ratios(result: Null, reference: torch.Tensor, weights: torch.Tensor, floor_db: float) -> torch.Tensor:
@@ -171,32 +191,16 @@ def frame_drl_db(
 class DRL(nn.Module):
     """Distortion Residual Level of ``processed`` against ``reference``, as a metric and as a loss.
 
-    ``DRL(...)(reference, processed)`` takes ``(T,)``, ``(C, T)`` or ``(B, C, T)`` and returns a dict:
-    ``total_drl_db`` / ``total_drl_percent`` (means over batch and channels), ``channel_drl_db`` /
-    ``channel_drl_percent`` (scalar, ``(C,)`` or ``(B, C)``), ``band_drl_db`` / ``band_drl_percent`` (dicts keyed
-    :func:`band_key`, means over batch and channels), ``residual`` (the input's shape), ``residual_rms`` and
-    ``signal_rms`` (per channel). Options add keys only when turned on:
+    ``DRL(sample_rate, ...)(reference, processed)`` returns a dict of dB, percent and linear ratio values (see
+    :meth:`forward`). Plain DRL matches one gain per channel; options measure more and add keys only when on:
+    ``align`` (delay compensation), ``frame_ms`` (level matched per frame, :mod:`drl.frames`), ``linear_taps``
+    (a linear filter removed instead of a gain, :mod:`drl.linear`), ``nmr`` (the noise-to-mask ratio,
+    :mod:`drl.nmr`, the measure that agrees with a perceptual model of hearing). Arguments and their ranges:
+    :meth:`__init__`.
 
-    - ``align=True``: ``delay_samples`` (scalar or ``(B,)``); every value then covers the aligned common span
-      only (``residual`` is that long).
-    - ``frame_ms``: ``frame_drl_db``, ``frame_drl_percent`` (means) and ``channel_frame_drl_db`` (per
-      channel): the level matched per frame, see :mod:`drl.frames`. The other keys stay as they are.
-    - ``linear_taps``: the main keys measure what remains after the best ``linear_taps``-tap FIR fit of the
-      reference (see :mod:`drl.linear`) instead of a gain; frame-wise values keep the per-frame gain.
-    - ``nmr=True``: ``nmr_db`` (mean) and ``channel_nmr_db`` (per channel), the noise-to-mask ratio: the
-      residual against the reference's masking threshold per critical band and frame (:mod:`drl.nmr`), the
-      measure that agrees with a perceptual model of hearing; its own level match, whatever ``linear_taps``.
-
-    Args:
-        sample_rate: in Hz.
-        frequency_bands: ``(low_hz, high_hz)`` pairs, or ``None`` for broadband only. The default,
-            :data:`DEFAULT_BANDS`, is fitted to the rate (:func:`drl.bands.default_bands`).
-        align: estimate and compensate the delay of ``processed`` (lengths may then differ).
-        max_delay_ms: the delay search window, +- this many milliseconds.
-        floor_db: the soft floor of every dB value (see :func:`floored_ratio`).
-        frame_ms: frame length of the frame-wise DRL (off when None).
-        linear_taps: an even number of FIR taps to remove the linear response with (off when None).
-        nmr: also report the noise-to-mask ratio.
+    As a loss, ``total_drl_db`` suits tuning towards a residual that cannot vanish; to fit towards an exact
+    match (a known processor's settings) take ``total_drl_ratio``, which is smooth at the match (see
+    :func:`drl_ratio`).
     """
 
     def __init__(
@@ -211,6 +215,22 @@ class DRL(nn.Module):
         linear_taps: int | None = None,
         nmr: bool = False,
     ) -> None:
+        """Set the measure up; each argument is checked (a ValueError names it and its range).
+
+        Args:
+            sample_rate: in Hz, a whole number in 8000..384000.
+            frequency_bands: ``(low_hz, high_hz)`` pairs with ``0 <= low_hz < high_hz <= sample_rate / 2``, or
+                ``None`` for broadband only. The default, :data:`DEFAULT_BANDS` ((20, 200), (200, 2000),
+                (2000, 20000) Hz), is fitted to the rate (:func:`drl.bands.default_bands`).
+            align: estimate and compensate the delay of ``processed`` (lengths may then differ); True or False.
+            max_delay_ms: the delay search window, +- this many milliseconds, >= 0 (default 50).
+            floor_db: the soft floor of every dB value, in -300..0 dB, 0 excluded (default -120; see
+                :func:`floored_ratio`).
+            frame_ms: frame length of the frame-wise DRL in ms, > 0 (off when None).
+            linear_taps: an even whole number >= 2 of FIR taps to remove the linear response with (off when None);
+                the signals must be at least that long.
+            nmr: also report the noise-to-mask ratio; True or False.
+        """
         super().__init__()
         self.sample_rate = check_sample_rate(sample_rate)
         if frequency_bands is DEFAULT_BANDS:
@@ -246,6 +266,31 @@ class DRL(nn.Module):
         )
 
     def forward(self, reference: torch.Tensor, processed: torch.Tensor) -> dict:
+        """Measure ``processed`` against ``reference``.
+
+        Args:
+            reference, processed: float audio of shape ``(T,)``, ``(C, T)`` or ``(B, C, T)`` (channels before
+                samples: transpose soundfile's ``(T, C)``), the same shape (lengths may differ with ``align``),
+                on one device. NaN/Inf, silent channels, integer audio and audio that looks laid out
+                ``(samples, channels)`` raise ValueError.
+
+        Returns:
+            A dict; per-channel values are a scalar, ``(C,)`` or ``(B, C)`` after the input's shape, totals are
+            means over batch and channels, all in the inputs' dtype and differentiable in both signals:
+
+            - ``total_drl_db``, ``channel_drl_db``: DRL in dB, ``10 log10(||d||^2 / ||g x||^2)``.
+            - ``total_drl_percent``, ``channel_drl_percent``: ``100 ||d|| / ||g x||``.
+            - ``total_drl_ratio``, ``channel_drl_ratio``: the linear energy ratio ``||d||^2 / ||g x||^2``, the
+              loss form for fitting towards an exact match (:func:`drl_ratio`).
+            - ``band_drl_db``, ``band_drl_percent``: dicts keyed :func:`band_key` (``"20_200"``), means.
+            - ``residual``: ``d``, the input's shape; ``residual_rms``, ``signal_rms``: per channel.
+            - with ``align``: ``delay_samples`` (scalar or ``(B,)``); every value then covers the aligned
+              common span only (``residual`` is that long).
+            - with ``frame_ms``: ``frame_drl_db``, ``frame_drl_percent`` (means), ``channel_frame_drl_db``.
+            - with ``linear_taps``: the main keys measure what remains after the best FIR fit of the reference
+              instead of a gain; frame-wise values keep the per-frame gain.
+            - with ``nmr``: ``nmr_db`` (mean) and ``channel_nmr_db``, with its own level match.
+        """
         reference, processed = check_pair(reference, processed, same_length=not self.align, finite=False)
         ndim = reference.ndim
         x, y = to_batch_channels_time(reference), to_batch_channels_time(processed)
@@ -271,6 +316,7 @@ class DRL(nn.Module):
             return from_batch_channels_time(values.to(x.dtype), ndim)
 
         ratio = floored_ratio(residual_energy, signal_energy, self.floor_db)
+        channel_ratio = ratio.to(x.dtype)
         channel_db = ratio_to_db(ratio).to(x.dtype)
         channel_percent = ratio_to_percent(ratio).to(x.dtype)
 
@@ -303,8 +349,10 @@ class DRL(nn.Module):
         return {
             "total_drl_db": channel_db.mean(),
             "total_drl_percent": channel_percent.mean(),
+            "total_drl_ratio": channel_ratio.mean(),
             "channel_drl_db": per_channel(channel_db),
             "channel_drl_percent": per_channel(channel_percent),
+            "channel_drl_ratio": per_channel(channel_ratio),
             "band_drl_db": band_db,
             "band_drl_percent": band_percent,
             "residual": from_batch_channels_time(residual, ndim),

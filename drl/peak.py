@@ -168,6 +168,9 @@ class TruePeak(nn.Module):
     def __init__(
         self, sample_rate: int, *, smooth: bool = False, temperature_db: float = SMOOTH_TEMPERATURE_DB
     ) -> None:
+        """``sample_rate`` in Hz, a whole number in 8000..384000 (4x oversampling below 96 kHz, 2x below 192 kHz,
+        none above); ``smooth``: a soft maximum; ``temperature_db`` > 0 dB, its softness (see
+        :func:`true_peak`)."""
         super().__init__()
         self.sample_rate = check_sample_rate(sample_rate)
         self.factor = oversampling_factor(self.sample_rate)
@@ -175,4 +178,6 @@ class TruePeak(nn.Module):
         self.temperature_db = _check_temperature(temperature_db)
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        """True peak in dBTP per channel of ``audio`` ``(T,)``, ``(C, T)`` or ``(B, C, T)``: shape
+        ``audio.shape[:-1]``, -inf for silence."""
         return true_peak(audio, self.sample_rate, smooth=self.smooth, temperature_db=self.temperature_db)

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-from drl.checks import check_sample_rate
+from drl.checks import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, check_sample_rate
 from processors.functional import on_audio
 from processors.params import ParamSpec
+
+SAMPLE_RATE_LINE = f"sample_rate: in Hz, a whole number in {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE}."
+PARAMETERS_NOTE = (
+    "Each parameter in physical units: a number, or a 1-D sequence of B numbers for B settings processed in one\n"
+    "call; a value outside its range raises ValueError, and so does an unknown name."
+)
 
 
 def as_value_tensor(name: str, value) -> torch.Tensor:
@@ -34,6 +41,20 @@ def check_flag(name: str, value) -> bool:
     return value
 
 
+def _document(cls: type) -> None:
+    """Document ``cls.specs`` where ``help()`` looks, generated so that it follows the declarations: a
+    parameter section appended to the class docstring, and the arguments (sample rate, each parameter's range,
+    then the ``__init__``'s own text on its options) as the docstring of an ``__init__`` the class defines."""
+    lines = [f"    {spec.doc_line}" for spec in cls.specs]
+    section = "\n".join(["Parameters (tunable):"] + lines) if lines else "Parameters (tunable): none."
+    cls.__doc__ = f"{inspect.cleandoc(cls.__doc__ or '')}\n\n{section}".lstrip()
+    init = cls.__dict__.get("__init__")
+    if init is not None:
+        own = inspect.cleandoc(init.__doc__ or "")
+        arguments = "\n".join(["Args:", f"    {SAMPLE_RATE_LINE}"] + lines)
+        init.__doc__ = "\n\n".join(part for part in (arguments, PARAMETERS_NOTE if lines else "", own) if part)
+
+
 def _tidy(x: float) -> float:
     """Report a physical value without the last-bit round-off of the sigmoid/log round trip."""
     return float(f"{x:.12g}")
@@ -48,7 +69,13 @@ class Processor(nn.Module):
 
     specs: tuple[ParamSpec, ...] = ()
 
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        _document(cls)
+
     def __init__(self, sample_rate: int, **physical_values) -> None:
+        """``sample_rate`` in Hz; ``physical_values``: a value per parameter name (the declared default for any
+        not given); unknown names and values outside a range raise ValueError."""
         super().__init__()
         self.sample_rate = check_sample_rate(sample_rate)
         self._specs = {spec.name: spec for spec in self.active_specs()}

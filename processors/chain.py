@@ -22,6 +22,9 @@ class Chain(nn.Module):
     """
 
     def __init__(self, processors: Sequence[Processor] | Mapping[str, Processor]) -> None:
+        """``processors``: a sequence of :class:`Processor` (named after their classes) or a mapping of names
+        (no ``.``) to them, at least one, all at one sample rate; otherwise ValueError. Each stage's parameters
+        and their ranges: ``help(<its class>)``, or ``chain.specs``."""
         super().__init__()
         if isinstance(processors, Mapping):
             items = list(processors.items())

@@ -40,6 +40,14 @@ class Compressor(Processor):
         stereo_link: bool = True,
         **unknown,
     ) -> None:
+        """``detector`` and ``stereo_link`` are settings, not tuned.
+
+        Options:
+            detector: "peak" (default) or "rms" (the one-pole mean square over ``rms_ms``); with "peak",
+                ``rms_ms`` is unused and frozen.
+            stereo_link: True (default): one gain for all channels, from the per-sample maximum of their
+                levels; False: a gain per channel.
+        """
         Fn._check_choice("detector", detector, Fn.DETECTORS)
         super().__init__(
             sample_rate,

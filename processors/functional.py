@@ -256,8 +256,10 @@ def compress(
 
 
 # --- limiter ----------------------------------------------------------------------------------------------
-def _peaks(x, sample_rate, true_peak):
-    """Per-sample peak |x| (B, C, T); in true-peak mode the max over the oversampled points of [n-1, n+1)."""
+def peak_envelope(x, sample_rate, true_peak=False, stereo_link=True):
+    """What the limiter holds under its ceiling: per-sample peak |x| of (B, C, T) audio, in true-peak mode the
+    maximum over the oversampled points of [n-1, n+1); the maximum over channels when linked (B, 1, T).
+    Proportional to any gain of ``x``, so the envelope of ``g * x`` is ``|g|`` times that of ``x``."""
     peak = x.abs()
     if true_peak:
         over, factor = true_peak_oversample(x, sample_rate)
@@ -266,16 +268,11 @@ def _peaks(x, sample_rate, true_peak):
             inter = over.abs().reshape(b, c, t, factor).amax(dim=-1)
             previous = torch.nn.functional.pad(inter[..., :-1], (1, 0))
             peak = torch.maximum(peak, torch.maximum(inter, previous))
-    return peak
+    return peak.amax(dim=1, keepdim=True) if stereo_link else peak
 
 
-def limiter_gain_bct(
-    x, ceiling_db, release_ms, lookahead_ms, slow_release_ms=None, *, sample_rate, true_peak=False, stereo_link=True
-):
-    """The limiter's gain (B, C or 1, T), <= min(1, ceiling / peak) at every sample."""
-    peak = _peaks(x, sample_rate, true_peak)
-    if stereo_link:
-        peak = peak.amax(dim=1, keepdim=True)
+def limiter_gain_of_envelope(peak, ceiling_db, release_ms, lookahead_ms, slow_release_ms=None, *, sample_rate):
+    """The limiter's gain (B, C or 1, T) for a :func:`peak_envelope` ``peak``: <= min(1, ceiling / peak)."""
     ceiling = _col(db_to_amplitude(ceiling_db))
     over = peak > ceiling
     g_req = torch.where(over, ceiling / torch.where(over, peak, torch.ones_like(peak)), torch.ones_like(peak))
@@ -291,6 +288,16 @@ def limiter_gain_bct(
         slow = kernels.one_pole(reduction, beta)
         g = db_to_amplitude(-torch.maximum(reduction, slow))
     return g.reshape(b, c, t)
+
+
+def limiter_gain_bct(
+    x, ceiling_db, release_ms, lookahead_ms, slow_release_ms=None, *, sample_rate, true_peak=False, stereo_link=True
+):
+    """The limiter's gain (B, C or 1, T), <= min(1, ceiling / peak) at every sample."""
+    peak = peak_envelope(x, sample_rate, true_peak, stereo_link)
+    return limiter_gain_of_envelope(
+        peak, ceiling_db, release_ms, lookahead_ms, slow_release_ms, sample_rate=sample_rate
+    )
 
 
 def limit_bct(

@@ -8,7 +8,7 @@ from processors.params import ParamSpec
 
 
 class Gain(Processor):
-    """y = x 10^(gain_db / 20), gain_db in -24..+36 dB."""
+    """y = x 10^(gain_db / 20)."""
 
     specs = (ParamSpec("gain_db", "dB", -24.0, 36.0, 0.0, "linear"),)
 

@@ -38,6 +38,13 @@ class Limiter(Processor):
         stereo_link: bool = True,
         **unknown,
     ) -> None:
+        """``slow_release_ms`` None (default) leaves the slow stage out (its parameter then does not exist);
+        ``lookahead_ms`` is rounded to whole samples and frozen.
+
+        Options (settings, not tuned):
+            true_peak: limit the peaks between samples as well (BS.1770 4x oversampling), not only samples.
+            stereo_link: True (default): one gain for all channels; False: a gain per channel.
+        """
         self.slow_stage = slow_release_ms is not None
         values = dict(ceiling_db=ceiling_db, release_ms=release_ms, lookahead_ms=lookahead_ms)
         if self.slow_stage:

@@ -48,6 +48,12 @@ class ParamSpec:
     def range_text(self) -> str:
         return f"{self.min:g}..{self.max:g} {self.unit}".rstrip()
 
+    @property
+    def doc_line(self) -> str:
+        """One line for docstrings: name, range with unit, scale, default."""
+        scale = ", log scale" if self.scale == "log" else ""
+        return f"{self.name}: {self.range_text}{scale}, default {self.default:g}"
+
     def check(self, value: torch.Tensor) -> torch.Tensor:
         """Return ``value`` as a float64 tensor of shape () or (B,), or raise ValueError naming the range."""
         if value.ndim > 1 or value.numel() == 0:

@@ -34,6 +34,13 @@ class Saturator(Processor):
         unity_gain: bool = False,
         **unknown,
     ) -> None:
+        """``oversample`` and ``unity_gain`` are settings, not tuned.
+
+        Options:
+            oversample: 1 (default), 2, 4 or 8: run the tanh at that multiple of the rate between zero-phase
+                anti-alias filters.
+            unity_gain: divide the wet path by its small-signal slope, so quiet passages keep their level.
+        """
         Fn._check_choice("oversample", oversample, Fn.OVERSAMPLE_FACTORS)
         super().__init__(sample_rate, drive_db=drive_db, bias=bias, mix=mix, output_db=output_db, **unknown)
         self.oversample = int(oversample)

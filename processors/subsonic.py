@@ -15,6 +15,7 @@ class Subsonic(Processor):
     specs = ()
 
     def __init__(self, sample_rate: int, cutoff_hz: float = 20.0, **unknown) -> None:
+        """``cutoff_hz``, the filter's -6 dB point, is a setting, not tuned: in 1..40 Hz (default 20)."""
         super().__init__(sample_rate, **unknown)  # unknown names: ValueError
         self.cutoff_hz = Fn.check_cutoff_hz(cutoff_hz, sample_rate)
 

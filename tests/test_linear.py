@@ -177,3 +177,33 @@ def test_gradients():
 def test_bad_linear_taps(bad):
     with pytest.raises(ValueError, match="linear_taps"):
         DRL(SR, linear_taps=bad)
+
+
+def brick_wall_low_pass(x, cutoff_hz=16000.0):
+    """``x (..., T)`` with every frequency above ``cutoff_hz`` removed, as lossy codecs leave music."""
+    spectrum = np.fft.rfft(x)
+    spectrum[..., np.fft.rfftfreq(x.shape[-1], 1 / SR) > cutoff_hz] = 0
+    return np.fft.irfft(spectrum, x.shape[-1])
+
+
+@pytest.fixture(scope="module", params=["pink", "music"])
+def band_limited(request):
+    """1 s of stereo with nothing above 16 kHz, in float32 (the steep spectrum of music made the float32 fit's
+    autocorrelation matrix indefinite)."""
+    x = pink_noise(SR, seed=4, channels=2) if request.param == "pink" else music(1.0, seed=5, channels=2)
+    return torch.tensor(brick_wall_low_pass(x)).float()
+
+
+def test_float32_band_limited_references_read_as_float64(band_limited):
+    x = band_limited
+    y = torch.tanh(3 * x) / 3
+    metric = DRL(SR, None, linear_taps=512)
+    single = metric(x, y)["channel_drl_db"]
+    assert single.dtype == torch.float32
+    torch.testing.assert_close(single.double(), metric(x.double(), y.double())["channel_drl_db"], atol=1e-3, rtol=0)
+
+
+def test_linear_filter_of_a_float32_band_limited_reference_reads_below_minus_60_db(band_limited):
+    x = band_limited
+    filtered = torch.tensor(sps.sosfilt(sps.cheby1(8, 0.05, 0.9, output="sos"), x.double().numpy())).float()
+    assert float(DRL(SR, None, linear_taps=512)(x, filtered)["total_drl_db"]) <= -60.0

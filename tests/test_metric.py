@@ -10,13 +10,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import drl
-from drl import DRL, band_drl_db, drl_db
+from drl import DRL, band_drl_db, drl_db, drl_ratio
 
 KEYS = {
     "total_drl_db",
     "total_drl_percent",
+    "total_drl_ratio",
     "channel_drl_db",
     "channel_drl_percent",
+    "channel_drl_ratio",
     "band_drl_db",
     "band_drl_percent",
     "residual",
@@ -77,8 +79,9 @@ def test_output_contract(shape, channel_shape):
     y = torch.tanh(3 * x)
     result = DRL()(x, y)
     assert set(result) == KEYS
-    assert result["total_drl_db"].shape == () and result["total_drl_percent"].shape == ()
-    for key in ("channel_drl_db", "channel_drl_percent", "residual_rms", "signal_rms"):
+    for key in ("total_drl_db", "total_drl_percent", "total_drl_ratio"):
+        assert result[key].shape == ()
+    for key in ("channel_drl_db", "channel_drl_percent", "channel_drl_ratio", "residual_rms", "signal_rms"):
         assert result[key].shape == channel_shape
     assert result["residual"].shape == shape
     assert list(result["band_drl_db"]) == ["20_200", "200_2000", "2000_20000"]
@@ -87,6 +90,8 @@ def test_output_contract(shape, channel_shape):
         assert value.shape == ()
     torch.testing.assert_close(result["total_drl_db"], result["channel_drl_db"].mean())
     torch.testing.assert_close(result["total_drl_percent"], (100 * 10 ** (result["channel_drl_db"] / 20)).mean())
+    torch.testing.assert_close(result["channel_drl_ratio"], 10 ** (result["channel_drl_db"] / 10))
+    torch.testing.assert_close(result["total_drl_ratio"], result["channel_drl_ratio"].mean())
     assert set(DRL(frequency_bands=None)(x, y)["band_drl_db"]) == set()
 
 
@@ -180,10 +185,22 @@ def test_gradients_reach_upstream_parameters():
     assert torch.isfinite(processed.grad).all() and processed.grad.abs().sum() > 0
 
 
+def test_ratio_is_the_energy_ratio_of_the_definition():
+    x = noise(3, 2, 6000, dtype=torch.float64)
+    y = torch.tanh(4 * x) / 4
+    expected = 10 ** (reference_drl_db(x.numpy(), y.numpy()) / 10)
+    np.testing.assert_allclose(drl_ratio(x, y).numpy(), expected, rtol=1e-9)
+    assert drl_ratio(x.float(), y.float()).dtype == torch.float32
+    assert float(drl_ratio(x, x).max()) == pytest.approx(1e-12, rel=1e-6)  # the floor, as a ratio
+    assert float(drl_ratio(x, x, floor_db=-40).max()) == pytest.approx(1e-4, rel=1e-6)
+
+
 def test_gradcheck_broadband_and_bands():
     x = noise(1, 64, dtype=torch.float64)
     y = (torch.tanh(3 * x) / 3).requires_grad_(True)
     assert torch.autograd.gradcheck(lambda p: drl_db(x, p), (y,))
+    assert torch.autograd.gradcheck(lambda p: drl_ratio(x, p), (y,))
+    assert torch.autograd.gradcheck(lambda p: DRL(8000, None)(x, p)["total_drl_ratio"], (y,))
     assert torch.autograd.gradcheck(lambda p: band_drl_db(x, p, 8000, [(0, 1000), (1000, 4000)]), (y,))
 
 

@@ -274,11 +274,13 @@ def test_bad_solver_and_step_settings(monkeypatch, capsys, tmp_path, override, w
 
 @pytest.mark.slow
 def test_quick_run_on_a_file_tunes_its_loudest_part_and_says_which(tmp_path):
+    from tuning.audio import demo_track
+
+    music = demo_track(duration_s=16.0).audio.numpy()
     rate = 44100
-    t = np.arange(16 * rate) / rate
-    audio = 0.02 * np.sin(2 * np.pi * 220 * t) + 0.5 * np.sin(2 * np.pi * 1000 * t) * ((t >= 7) & (t < 11))
-    audio = np.stack([audio, audio], 1)  # a quiet tone, and a loud one from 7 to 11 s
-    sf.write(str(tmp_path / "song.wav"), audio.astype(np.float32), rate, subtype="FLOAT")
+    loud = (np.arange(music.shape[-1]) >= 7 * rate) & (np.arange(music.shape[-1]) < 11 * rate)
+    audio = music * np.where(loud, 1.0, 0.05)  # quiet music, at full level from 7 to 11 s: needs limiting there
+    sf.write(str(tmp_path / "song.wav"), audio.T.astype(np.float32), rate, subtype="FLOAT")
     run_dir = tmp_path / "run"
     quick = [*QUICK[:1], *QUICK[2:]]  # without the 4 s: the preset's own length
     result = subprocess.run(
@@ -289,8 +291,11 @@ def test_quick_run_on_a_file_tunes_its_loudest_part_and_says_which(tmp_path):
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    name = "song_excerpt_5.0-13.0s"  # the loudest 8 s hold the whole loud part, the earliest such
-    assert (run_dir / "processed" / f"{name}.wav").is_file()
-    assert "the loudest 8.0 s (5.0-13.0 s of 16.0 s" in result.stdout
-    excerpt = json.loads((run_dir / "metrics.json").read_text())["excerpt"]
-    assert excerpt == {"start_s": 5.0, "end_s": 13.0, "file_s": 16.0, "choice": "loudest"}
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    part = metrics["input_excerpt"]
+    start, end = part["start_s"], part["end_s"]
+    assert 3.0 <= start <= 7.0 and end == pytest.approx(start + 8.0)  # all of the loud 7-11 s
+    assert part["file_s"] == 16.0 and part["choice"] == "loudest"
+    assert (run_dir / "processed" / f"song_excerpt_{start:.1f}-{end:.1f}s.wav").is_file()
+    assert f"the loudest 8.0 s ({start:.1f}-{end:.1f} s of 16.0 s; data.excerpt)" in result.stdout
+    assert metrics["on_target"] and metrics["steps"] == 3  # trained: a gain alone could not reach the target

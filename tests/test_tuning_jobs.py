@@ -273,3 +273,41 @@ def test_a_track_with_dc_and_infrasound_is_conditioned_and_measured_against_that
     assert metrics["output"]["drl_db"] < against_raw - 5.0
     params = yaml.safe_load((tmp_path / "run" / "tuned_params.yaml").read_text())
     assert params["subsonic"] == {"mode": "on", "cutoff_hz": 20.0}
+
+
+def test_a_target_met_by_a_gain_alone_is_answered_without_training(compose_config, tmp_path, capsys):
+    import torch
+
+    import drl
+
+    t = torch.arange(5 * 44100) / 44100
+    quiet = 0.03 * torch.stack([torch.sin(2 * torch.pi * 440 * t), torch.sin(2 * torch.pi * 660 * t)])
+    path = tmp_path / "quiet.wav"
+    sf.write(str(path), quiet.T.numpy(), 44100, subtype="FLOAT")
+    cfg = compose_config(["data=file", f"data.path={path}", "logger=csv", "~callbacks.media"])
+    metrics = train_script.train(cfg)
+    assert metrics["selected"] == "gain" and metrics["steps"] == 0 and metrics["on_target"]
+    gain_db = -14.0 - float(drl.integrated_loudness(quiet, 44100))
+    assert "nothing was trained" in metrics["reason"] and f"{gain_db:+.2f} dB" in metrics["reason"]
+    assert metrics["output"]["integrated_lufs"] == pytest.approx(-14.0, abs=1e-3)
+    assert metrics["output"]["drl_db"] == pytest.approx(-120.0, abs=0.1)
+    run = tmp_path / "run"
+    output, _ = sf.read(str(run / "processed" / "quiet.wav"), dtype="float32", always_2d=True)
+    assert torch.allclose(torch.from_numpy(output.T.copy()), quiet * 10 ** (gain_db / 20), atol=1e-6)
+    params = yaml.safe_load((run / "tuned_params.yaml").read_text())["stages"]
+    assert params["gain"]["gain_db"] == pytest.approx(gain_db, abs=1e-4)
+    assert params["compressor"]["ratio"] == 1.0 and params["saturator"]["mix"] == 0.0
+    assert not (run / "checkpoints").exists()
+    assert "nothing was trained" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_gain_alone_can_be_turned_off(compose_config, tmp_path):
+    import torch
+
+    t = torch.arange(3 * 44100) / 44100
+    path = tmp_path / "quiet.wav"
+    sf.write(str(path), (0.03 * torch.sin(2 * torch.pi * 440 * t)).numpy(), 44100, subtype="FLOAT")
+    cfg = compose_config(["data=file", f"data.path={path}", *TINY, "solve.gain_alone=false"])
+    metrics = train_script.train(cfg)
+    assert metrics["selected"] != "gain" and metrics["steps"] > 0 and metrics["on_target"]

@@ -111,9 +111,7 @@ def test_choose_start_keeps_the_best_start_that_reaches_the_target(track):
     )
     target = Target(-6.0, -1.0)  # too loud for the slow start: it holds the gain down
     objective = Objective(44100, target, LossWeights())
-    processor, scored = choose_start(
-        spec, track.audio, 44100, target, {"gain_db": 10.0}, objective.measure, tol_lu=0.01
-    )
+    processor, scored = choose_start(spec, track.audio, 44100, target, {"gain_db": 10.0}, objective.score, tol_lu=0.01)
     assert [s["values"] for s in scored] == [{}, slow, {"limiter.release_ms": 200.0}]
     scores = [s["objective_drl_db"] for s in scored]
     assert scores[1] is None and scores[0] is not None and scores[2] is not None
@@ -123,6 +121,6 @@ def test_choose_start_keeps_the_best_start_that_reaches_the_target(track):
         min(scores[0], scores[2]), abs=1e-6
     )
     with pytest.raises(ValueError, match="cannot be met"):
-        choose_start(spec, track.audio, 44100, Target(-3.0, 0.0), {"gain_db": 10.0}, objective.measure, 0.01)
+        choose_start(spec, track.audio, 44100, Target(-3.0, 0.0), {"gain_db": 10.0}, objective.score, 0.01)
     with pytest.raises(ValueError, match="names no stage"):
         ProcessorSpec(spec.stages, level_param="gain.gain_db", starts=[{"reverb.mix": 1.0}])

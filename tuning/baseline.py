@@ -11,9 +11,14 @@ import torch
 
 import drl
 from processors import Chain, Gain, Limiter
+from processors import functional as Fn
+from tuning.excerpt import Excerpt, whole_track
 from tuning.objective import Target
 from tuning.results import plain_measures
-from tuning.solve import TOL_LU, solve_target
+from tuning.solve import TOL_LU, render, solve_target
+
+#: Grid points solved on the whole track when the grid is ranked on an excerpt: the best few there.
+FINALISTS = 2
 
 
 def baseline_chain(
@@ -42,6 +47,38 @@ def baseline_chain(
     )
 
 
+class GainLimiterRenders:
+    """Renders of :func:`baseline_chain` chains of one track ``audio`` (C, T) that share its limiter peak
+    envelope, computed once: the envelope of ``g * audio`` is ``|g|`` times that of ``audio``, so each render
+    is the limiter's gain recursion alone. Call as ``solve_target``'s ``render_fn``."""
+
+    def __init__(self, audio: torch.Tensor, sample_rate: int, true_peak: bool) -> None:
+        self.audio, self.sample_rate = audio, int(sample_rate)
+        with torch.no_grad():
+            self.envelope = Fn.peak_envelope(audio[None], sample_rate, true_peak)
+
+    def __call__(self, chain: Chain, audio: torch.Tensor) -> torch.Tensor:
+        if audio is not self.audio:
+            return render(chain, audio)
+        values = chain.values()
+        scale = 10.0 ** (values["gain.gain_db"] / 20.0)
+
+        def param(name: str) -> torch.Tensor:
+            return torch.tensor([float(values[f"limiter.{name}"])], dtype=audio.dtype, device=audio.device)
+
+        slow = values.get("limiter.slow_release_ms")
+        with torch.no_grad():
+            gain = Fn.limiter_gain_of_envelope(
+                scale * self.envelope,
+                param("ceiling_db"),
+                param("release_ms"),
+                param("lookahead_ms"),
+                None if slow is None else param("slow_release_ms"),
+                sample_rate=self.sample_rate,
+            )
+            return (scale * audio) * gain[0]
+
+
 def run_baseline(
     audio: torch.Tensor,
     sample_rate: int,
@@ -53,15 +90,22 @@ def run_baseline(
     true_peak: bool = True,
     tol_lu: float = TOL_LU,
     measure: Callable[[torch.Tensor, torch.Tensor], dict] | None = None,
+    score: Callable[[torch.Tensor, torch.Tensor], float] | None = None,
+    excerpt: Excerpt | None = None,
+    finalists: int = FINALISTS,
 ) -> dict:
     """Search the grid of release x lookahead x slow release (None: a single release); return the winner as
     plain values: ``drl_db``, ``lufs``, ``true_peak_dbtp``, ``gain_db``, ``ceiling_db``, ``release_ms``,
-    ``lookahead_ms``, ``slow_release_ms``, and ``grid`` (every point's DRL).
+    ``lookahead_ms``, ``slow_release_ms``, ``grid`` (every point's DRL and objective where it was ranked) and
+    ``excerpt`` (the winner on the excerpt: ``gain_db``, ``ceiling_db``, ``objective_drl_db``).
 
     With ``measure(audio, output)`` (e.g. :meth:`tuning.objective.Objective.measure`: a dict of 0-d tensors
     holding ``objective_drl_db``) the winner is the point with the least ``objective_drl_db`` (the measure the
-    tuning loss optimises) and it also holds every measure, as plain numbers (``band_drl_db`` as a dict);
-    without it, the least plain DRL wins.
+    tuning loss optimises; ``score``, e.g. :meth:`~tuning.objective.Objective.score`, computes it alone) and it
+    also holds every measure, as plain numbers (``band_drl_db`` as a dict); without it, the least plain DRL wins.
+
+    With an ``excerpt`` (:func:`tuning.excerpt.choose_excerpt`) the grid is ranked there, and the ``finalists``
+    best points are solved on the whole track, where the winner is chosen and measured.
 
     Raises ValueError when no grid point reaches the target (the target cannot be met).
     """
@@ -70,59 +114,119 @@ def run_baseline(
             "baseline.release_ms, baseline.lookahead_ms and baseline.slow_release_ms need at least "
             "one value each (null in slow_release_ms: a single release)"
         )
-    start_db = target.lufs - float(drl.integrated_loudness(audio, sample_rate))
-    grid = []
-    best = None
-    best_score = None
-    slope = None
-    failure: ValueError | None = None
-    for release, lookahead, slow in itertools.product(release_ms, lookahead_ms, slow_release_ms):
-        gain_db = Gain.spec_of("gain_db").clamp(start_db)
+    if score is None:
+        score = (lambda ref, out: float(measure(ref, out)["objective_drl_db"])) if measure else _plain_drl
+    excerpt = excerpt or whole_track(audio, target)
+    renders = {id(excerpt.audio): GainLimiterRenders(excerpt.audio, sample_rate, true_peak)}
+    gain_db = Gain.spec_of("gain_db").clamp(
+        excerpt.target.lufs - float(drl.integrated_loudness(excerpt.audio, sample_rate))
+    )
+
+    def solve(settings: tuple, track: torch.Tensor, level, start_db: float, slope: float | None):
+        release, lookahead, slow = settings
         chain = baseline_chain(
             sample_rate,
-            gain_db,
-            target.ceiling_dbtp,
+            start_db,
+            level.ceiling_dbtp,
             release,
             lookahead,
             true_peak,
             None if slow is None else float(slow),
         ).to(audio.device)
+        if id(track) not in renders:
+            renders[id(track)] = GainLimiterRenders(track, sample_rate, true_peak)
+        solution = solve_target(
+            chain,
+            track,
+            sample_rate,
+            level,
+            "gain.gain_db",
+            "limiter.ceiling_db",
+            tol_lu=tol_lu,
+            slope_hint=slope,
+            render_fn=renders[id(track)],
+        )
+        return chain, solution
+
+    ranked, slope, failure = [], None, None
+    for settings in itertools.product(release_ms, lookahead_ms, slow_release_ms):
         try:
-            solution = solve_target(
-                chain, audio, sample_rate, target, "gain.gain_db", "limiter.ceiling_db", tol_lu=tol_lu, slope_hint=slope
-            )
+            _, solution = solve(settings, excerpt.audio, excerpt.target, gain_db, slope)
         except ValueError as error:  # this point cannot reach the target; another one may
             failure = error
             continue
+        point = {
+            "release_ms": float(settings[0]),
+            "lookahead_ms": float(settings[1]),
+            "slow_release_ms": None if settings[2] is None else float(settings[2]),
+            "drl_db": float(drl.drl_db(excerpt.audio, solution.output).mean()),
+        }
+        if measure is not None:
+            point["objective_drl_db"] = score(excerpt.audio, solution.output)
+        ranked.append((point.get("objective_drl_db", point["drl_db"]), point, solution))
+        gain_db = solution.values["gain.gain_db"]  # neighbours need about the same gain and slope: fewer renders
+        slope = solution.slope or slope
+    if not ranked:
+        raise failure
+    grid = [point for _, point, _ in ranked]
+    ranked.sort(key=lambda entry: entry[0])
+    if excerpt.whole:
+        finals = [(ranked[0][1], ranked[0][2])]
+    else:  # the best few on the whole track, each from its excerpt solve's slope
+        finals = []
+        for _, point, solution in ranked[:finalists]:
+            settings = (point["release_ms"], point["lookahead_ms"], point["slow_release_ms"])
+            start = solution.values["gain.gain_db"] - (excerpt.target.lufs - target.lufs)
+            try:
+                finals.append((point, solve(settings, audio, target, start, solution.slope)[1]))
+            except ValueError as error:
+                failure = error
+        if not finals:
+            raise failure
+    best = None
+    for point, solution in finals:
         if measure is None:
             measures = {"drl_db": float(drl.drl_db(audio, solution.output).mean())}
         else:
             measures = plain_measures(measure(audio, solution.output))
-        score = measures.get("objective_drl_db", measures["drl_db"])
-        point = {
+        candidate = {
+            **point,
             **measures,
             "lufs": solution.lufs,
             "true_peak_dbtp": solution.true_peak_dbtp,
             "gain_db": solution.values["gain.gain_db"],
             "ceiling_db": solution.values["limiter.ceiling_db"],
-            "release_ms": float(release),
-            "lookahead_ms": float(lookahead),
-            "slow_release_ms": None if slow is None else float(slow),
         }
-        grid.append(
-            {
-                k: point[k]
-                for k in ("release_ms", "lookahead_ms", "slow_release_ms", "drl_db", "objective_drl_db")
-                if k in point
-            }
-        )
-        start_db = point["gain_db"]  # neighbours need about the same gain and slope: fewer renders
-        slope = solution.slope or slope
-        if best is None or score < best_score:
-            best, best_score = point, score
-    if best is None:
-        raise failure
-    return {**best, "true_peak": bool(true_peak), "grid": grid}
+        if best is None or _objective(candidate) < _objective(best[0]):
+            best = (candidate, solution)
+    winner, solution = best
+    # the winner where later candidates are compared: solved onto the excerpt's target as the whole track reads it
+    if excerpt.whole:
+        on_excerpt = {
+            "gain_db": winner["gain_db"],
+            "ceiling_db": winner["ceiling_db"],
+            "objective_drl_db": _objective(winner),
+            "target_lufs": float(target.lufs),
+        }
+    else:
+        excerpt = excerpt.retarget(solution.output, sample_rate, target)
+        settings = (winner["release_ms"], winner["lookahead_ms"], winner["slow_release_ms"])
+        chain, cut = solve(settings, excerpt.audio, excerpt.target, winner["gain_db"], solution.slope)
+        on_excerpt = {
+            "gain_db": cut.values["gain.gain_db"],
+            "ceiling_db": cut.values["limiter.ceiling_db"],
+            "objective_drl_db": score(excerpt.audio, cut.output) if measure else _plain_drl(excerpt.audio, cut.output),
+            "target_lufs": excerpt.target.lufs,
+        }
+    return {**winner, "true_peak": bool(true_peak), "grid": grid, "excerpt": on_excerpt}
+
+
+def _objective(point: dict) -> float:
+    return point.get("objective_drl_db", point["drl_db"])
+
+
+def _plain_drl(reference: torch.Tensor, output: torch.Tensor) -> float:
+    return float(drl.drl_db(reference, output).mean())
 
 
 def of_structure(baseline: dict, two_stage: bool) -> dict:

@@ -164,12 +164,13 @@ def choose_start(
     sample_rate: int,
     target: Target,
     suggestions: Mapping[str, float],
-    measure: Callable,
+    score: Callable[[torch.Tensor, torch.Tensor], float],
     tol_lu: float,
 ) -> tuple[Chain, list[dict]]:
     """The processor to start training from, on the loudness target: built from ``suggestions`` and, for each
-    of ``spec.starts``, with those values over it; each solved onto ``target`` on the whole track ``audio``
-    (C, T) and scored by ``measure(audio, output)["objective_drl_db"]``, the best kept. Returns it with every
+    of ``spec.starts``, with those values over it; each solved onto ``target`` on ``audio`` (C, T: the track
+    or the excerpt candidates are compared on) and scored by ``score(audio, output)`` (the objective in dB,
+    e.g. :meth:`tuning.objective.Objective.score`), the best kept. Returns it with every
     candidate's values and score (``starts`` in metrics.json; None for a start that cannot reach the target).
     Raises ValueError when none can."""
     best, best_score, scored, failure = None, None, [], None
@@ -184,10 +185,10 @@ def choose_start(
             failure = error
             scored.append({"values": dict(overrides), "objective_drl_db": None})
             continue
-        score = float(measure(audio, solution.output)["objective_drl_db"])
-        scored.append({"values": dict(overrides), "objective_drl_db": score})
-        if best is None or score < best_score:
-            best, best_score = processor, score
+        value = float(score(audio, solution.output))
+        scored.append({"values": dict(overrides), "objective_drl_db": value})
+        if best is None or value < best_score:
+            best, best_score = processor, value
     if best is None:
         raise failure
     return best, scored

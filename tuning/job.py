@@ -34,6 +34,8 @@ from tuning.baseline import of_structure, render_baseline, run_baseline
 from tuning.build import ProcessorSpec, choose_start, suggest_settings
 from tuning.callbacks import SolveTarget
 from tuning.console import quiet_lightning, record, say
+from tuning.excerpt import Level, choose_excerpt
+from tuning.gain_alone import gain_alone_db, render_gain_alone
 from tuning.module import Item, TuningModule, batch_values
 from tuning.objective import LossWeights, Objective, Target
 from tuning.population import Population, starting_values
@@ -79,6 +81,10 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     quiet_lightning(bool(cfg.get("verbose", False)))
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     job = prepare(cfg, out_dir)
+    if job.mode == "single" and job.ckpt_path is None and cfg.solve.get("gain_alone", True):
+        answered = answer_with_gain(job)
+        if answered is not None:
+            return answered
     trainer = make_trainer(cfg, job.tol_lu)
     if not trainer.is_global_zero:  # a DDP process of its own: its own log (Hydra job train_ddp_process_<rank>)
         record.info(f"process {trainer.global_rank} of {trainer.world_size} (ranks from 0)")
@@ -146,6 +152,33 @@ def prepare(cfg: DictConfig, out_dir: Path) -> Job:
     )
 
 
+def answer_with_gain(job: Job) -> dict | None:
+    """One track whose target a gain alone meets (:mod:`tuning.gain_alone`): its outputs written and its
+    metrics returned, with no baseline search or training; None when it needs limiting."""
+    track, rate = job.tracks[0], job.tracks[0].sample_rate
+    clock = time.perf_counter()
+    found = gain_alone_db(track.audio, rate, job.target)
+    if found is None:
+        return None
+    # the limiter never acts: its default settings, a single release
+    suggestions = suggest_settings(track.audio, rate, job.target, {"slow_release_ms": None})
+    chain = job.spec.build(rate, suggestions, defaults=True)
+    spec = chain.spec(job.spec.level_param)
+    if not spec.min <= found[0] <= spec.max:
+        return None
+    chain.set_values(**job.spec.idle, **{job.spec.level_param: found[0]})
+    output, metrics = render_gain_alone(track.audio, rate, job.target, job.weights, found[0])
+    metrics["conditioning"] = job.conditioning[track.name]
+    if track.excerpt:
+        metrics["input_excerpt"] = track.excerpt
+    metrics["timing_s"] = {"gain_alone": round(time.perf_counter() - clock, 3)}
+    values = chain.values()
+    write_results(job.out_dir, track.name, output, rate, values, metrics, job.spec.name)
+    say_summary(summary_table(metrics, values), track)
+    say(f"output folder: {job.out_dir}")
+    return metrics
+
+
 def make_trainer(cfg: DictConfig, tol_lu: float) -> L.Trainer:
     """The Lightning Trainer of `trainer`, with the final solve first among the callbacks of `callbacks` and the
     loggers of `logger`; its progress bar only with `verbose=true` (unless `trainer.enable_progress_bar` says)."""
@@ -158,13 +191,17 @@ def make_trainer(cfg: DictConfig, tol_lu: float) -> L.Trainer:
     return instantiate(cfg.trainer, **options)
 
 
-def excerpt_text(excerpt: dict) -> str:
-    """Which part of a file was tuned: "the loudest 8.0 s (61.0-69.0 s of 290.0 s; data.excerpt)"."""
-    which = "loudest" if excerpt["choice"] == "loudest" else "first"
-    return (
-        f"the {which} {excerpt['end_s'] - excerpt['start_s']:.1f} s ({excerpt['start_s']:.1f}-"
-        f"{excerpt['end_s']:.1f} s of {excerpt['file_s']:.1f} s; data.excerpt)"
-    )
+def say_summary(table: str, track: Track) -> None:
+    """The summary table of one track, and which part of its file was tuned when it was a part:
+    "the loudest 8.0 s (61.0-69.0 s of 290.0 s; data.excerpt)"."""
+    say(table)
+    part = track.excerpt
+    if part:
+        which = "loudest" if part["choice"] == "loudest" else "first"
+        say(
+            f"excerpt                the {which} {part['end_s'] - part['start_s']:.1f} s ({part['start_s']:.1f}-"
+            f"{part['end_s']:.1f} s of {part['file_s']:.1f} s; data.excerpt)"
+        )
 
 
 def build_module(job: Job, device) -> tuple[TuningModule, list, list | None]:
@@ -179,11 +216,11 @@ def build_module(job: Job, device) -> tuple[TuningModule, list, list | None]:
     starts = [
         choose_start(
             job.spec,
-            item.track,
+            item.excerpt.audio,
             rate,
-            job.target,
+            item.excerpt.target,
             suggest_settings(item.track, rate, job.target, of_structure(item.baseline, two_stage)),
-            item.objective.measure,
+            item.objective.score,
             job.tol_lu,
         )
         for item in items
@@ -240,8 +277,20 @@ def make_item(name: str, audio: torch.Tensor, segments, job: Job, device) -> Ite
     is chosen by the measure the loss optimises, as the tuned settings are."""
     audio, rate = audio.to(device), job.tracks[0].sample_rate
     objective = Objective(rate, job.target, job.weights, float(drl.integrated_loudness(audio, rate)))
-    baseline = run_baseline(audio, rate, job.target, measure=objective.measure, **baseline_options(job.cfg))
-    return Item(name, audio, objective, segments, baseline, track_metrics(audio, audio, rate, job.weights))
+    excerpt = choose_excerpt(audio, rate, job.target, job.cfg.solve.get("excerpt_s"))
+    baseline = run_baseline(
+        audio,
+        rate,
+        job.target,
+        measure=objective.measure,
+        score=objective.score,
+        excerpt=excerpt,
+        **baseline_options(job.cfg),
+    )
+    # later candidates are compared where the baseline's winner reads on target
+    excerpt = replace(excerpt, target=Level(baseline["excerpt"]["target_lufs"], excerpt.target.ceiling_dbtp))
+    metrics = track_metrics(audio, audio, rate, job.weights)
+    return Item(name, audio, objective, segments, baseline, metrics, excerpt)
 
 
 def collect_results(
@@ -265,7 +314,7 @@ def collect_results(
         for track in job.tracks:
             results[track.name]["conditioning"] = job.conditioning[track.name]
             if track.excerpt:
-                results[track.name]["excerpt"] = track.excerpt
+                results[track.name]["input_excerpt"] = track.excerpt
             if job.mode == "per_track":
                 results[track.name]["mode"] = "per_track"
     return results
@@ -310,11 +359,17 @@ def candidates(
         try:
             with torch.no_grad():
                 solution = solve_target(
-                    chain, item.track, sample_rate, item.objective.target, spec.level_param, None, tol_lu=tol_lu
+                    chain,
+                    item.excerpt.audio,
+                    sample_rate,
+                    item.excerpt.target,
+                    spec.level_param,
+                    None,
+                    tol_lu=tol_lu,
                 )
         except ValueError:
             continue
-        out.append((chain, float(item.objective.measure(item.track, solution.output)["objective_drl_db"])))
+        out.append((chain, item.objective.score(item.excerpt.audio, solution.output)))
     if len(out) < 2:
         raise ValueError("search=population: no starting point but the first can reach the target")
     return out
@@ -402,9 +457,7 @@ def _write_tracks(job: Job, module: TuningModule, results: dict) -> None:
         )
         rows.append(summary_row(track.name, results[track.name], solution.values))
     if job.mode == "single":
-        say(summary_table(results[job.tracks[0].name], module.finals[0].values))
-        if job.tracks[0].excerpt:
-            say(f"excerpt                {excerpt_text(job.tracks[0].excerpt)}")
+        say_summary(summary_table(results[job.tracks[0].name], module.finals[0].values), job.tracks[0])
     else:
         say(f"summary: {write_summary(job.out_dir, rows)}")
     say(f"output folder: {job.out_dir}")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import lightning as L
 import torch
@@ -21,6 +21,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from processors import Chain
 from tuning.audio import draw_crop_starts, step_generator, take_crops
+from tuning.excerpt import Excerpt, whole_track
 from tuning.objective import Objective
 from tuning.population import Population, exploit
 from tuning.results import run_metrics, track_metrics
@@ -53,8 +54,9 @@ HP_METRICS = ("drl_db", "nmr_db", "baseline_drl_db", "lufs", "true_peak_dbtp")
 @dataclass
 class Item:
     """What one setting is tuned on: its ``track`` (C, T), where crops may start in it (``segments``:
-    (offset, length) in samples), its ``objective``, its gain + limiter ``baseline`` and the input's measures
-    (None: measured at the end)."""
+    (offset, length) in samples), its ``objective``, its gain + limiter ``baseline``, the input's measures
+    (None: measured at the end) and the ``excerpt`` its candidates are compared on (default: the whole track;
+    :mod:`tuning.excerpt`)."""
 
     name: str
     track: torch.Tensor
@@ -62,9 +64,12 @@ class Item:
     segments: list[tuple[int, int]] | None = None
     baseline: dict = field(default_factory=dict)
     input_metrics: dict | None = None
+    excerpt: Excerpt | None = None
 
     def __post_init__(self) -> None:
         self.segments = [(int(o), int(n)) for o, n in (self.segments or [(0, self.track.shape[-1])])]
+        if self.excerpt is None:
+            self.excerpt = whole_track(self.track, self.objective.target)
 
 
 @dataclass
@@ -181,6 +186,9 @@ class TuningModule(L.LightningModule):
         moved = {}  # items may share one track (a population): move each tensor once
         for item in self.items:
             item.track = moved.setdefault(id(item.track), item.track.float().to(self.device))
+            excerpt = item.excerpt
+            audio = item.track if excerpt.whole else excerpt.audio.float().to(self.device)
+            item.excerpt = replace(excerpt, audio=moved.setdefault(id(excerpt.audio), audio))
         self.solvers = [s.to(self.device) for s in self.solvers]
         placeholders = {f"hp/{k}": math.nan for k in HP_METRICS}
         for logger in self.loggers:
@@ -255,15 +263,17 @@ class TuningModule(L.LightningModule):
             update[name][index] = solved[name]
         self.processor.set_values(**update)
 
-    def solve_item(self, index: int, ceiling: bool = False, tol_lu: float | None = None) -> Solution:
-        """Solve item ``index``'s solver onto its target on its whole track (the level; the ceiling too when
-        asked); ValueError when the target cannot be met."""
+    def solve_item(
+        self, index: int, ceiling: bool = False, tol_lu: float | None = None, whole: bool = False
+    ) -> Solution:
+        """Solve item ``index``'s solver onto its target on its excerpt (``whole``: on its whole track): the
+        level, and the ceiling too when asked; ValueError when the target cannot be met."""
         item = self.items[index]
         solution = solve_target(
             self.solvers[index],
-            item.track,
+            item.track if whole else item.excerpt.audio,
             self.sample_rate,
-            item.objective.target,
+            item.objective.target if whole else item.excerpt.target,
             self.level_param,
             self.ceiling_param if ceiling else None,
             tol_lu=self.tol_lu if tol_lu is None else tol_lu,
@@ -273,8 +283,14 @@ class TuningModule(L.LightningModule):
         return solution
 
     def measure_item(self, index: int, output: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every measure of a render of item ``index``'s excerpt."""
         item = self.items[index]
-        return item.objective.measure(item.track, output)
+        return item.objective.measure(item.excerpt.audio, output)
+
+    def score_item(self, index: int, output: torch.Tensor) -> float:
+        """The objective of a render of item ``index``'s excerpt."""
+        item = self.items[index]
+        return item.objective.score(item.excerpt.audio, output)
 
     # --- candidates before the first step ---------------------------------------------------------------------
     def on_train_start(self) -> None:
@@ -293,7 +309,7 @@ class TuningModule(L.LightningModule):
                 if self.start_scores is not None:
                     score = self.start_scores[index]
                 else:
-                    score = float(self.measure_item(index, solver(self.items[index].track))["objective_drl_db"])
+                    score = self.score_item(index, solver(self.items[index].excerpt.audio))
                 self.best[index].offer(score, solver, self.global_step, "start")
 
     def _score_idle(self, index: int) -> float:
@@ -312,11 +328,11 @@ class TuningModule(L.LightningModule):
             and values.get(f"{limiter}.slow_release_ms") == base.get("slow_release_ms")
             and set(solver.stages) - idle_stages == {self.level_param.split(".")[0], limiter}
         )
-        if same:
-            solver.set_values(**{self.level_param: base["gain_db"], self.ceiling_param: base["ceiling_db"]})
-            return float(base.get("objective_drl_db", base["drl_db"]))
-        solution = self.solve_item(index)
-        return float(self.measure_item(index, solution.output)["objective_drl_db"])
+        if same:  # the baseline's winner as solved on the excerpt
+            on_excerpt = base["excerpt"]
+            solver.set_values(**{self.level_param: on_excerpt["gain_db"], self.ceiling_param: on_excerpt["ceiling_db"]})
+            return float(on_excerpt["objective_drl_db"])
+        return self.score_item(index, self.solve_item(index).output)
 
     # --- validation -------------------------------------------------------------------------------------------
     def validation_step(self, batch, batch_idx: int) -> None:
@@ -413,18 +429,33 @@ class TuningModule(L.LightningModule):
         return self.finals
 
     def _finalize_item(self, index: int, tol_lu: float | None) -> tuple[int, Solution, dict]:
+        """Item ``index``'s best candidate solved onto its target on the whole track and measured there. When
+        it then reads worse than the gain + limiter baseline (candidates were compared on an excerpt, or the
+        final solve lowered the ceiling), the idle settings (that baseline) are finalized instead."""
         item, best = self.items[index], self.best[index]
         self.load_item(index, best.state)
-        solution = self.solve_item(index, ceiling=True, tol_lu=tol_lu)
+        finished = self._finish(index, tol_lu, best.step, best.label)
+        baseline_db = item.baseline.get("objective_drl_db", item.baseline.get("drl_db"))
+        worse = baseline_db is not None and finished[2]["output"]["objective_drl_db"] > baseline_db
+        if worse and best.label != "idle" and self.idle_values and index in self.idle_items:
+            solved = {k: v.detach().clone() for k, v in self.solvers[index].state_dict().items()}
+            self.solvers[index].set_values(**self.idle_values)
+            idle = self._finish(index, tol_lu, 0, "idle")
+            if idle[2]["output"]["objective_drl_db"] < finished[2]["output"]["objective_drl_db"]:
+                return idle
+            self.load_item(index, solved)
+            self.store_item(index, list(finished[1].values))
+        return finished
+
+    def _finish(self, index: int, tol_lu: float | None, step: int | None, label: str) -> tuple[int, Solution, dict]:
+        item = self.items[index]
+        solution = self.solve_item(index, ceiling=True, tol_lu=tol_lu, whole=True)
         self.store_item(index, list(solution.values))
         weights = item.objective.weights
         output = track_metrics(item.track, solution.output, self.sample_rate, weights)
         source = item.input_metrics or track_metrics(item.track, item.track, self.sample_rate, weights)
-        return (
-            index,
-            solution,
-            run_metrics(source, output, item.baseline, item.objective.target, self.global_step, best.step, best.label),
-        )
+        metrics = run_metrics(source, output, item.baseline, item.objective.target, self.global_step, step, label)
+        return index, solution, metrics
 
     def _log_final(self) -> None:
         """The HPARAMS tab's metrics: the final measures, means over the settings."""

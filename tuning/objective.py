@@ -175,7 +175,7 @@ class Objective(nn.Module):
         self.band_weights = weights.band_weights()
         self.bands = [parse_band_key(k) for k in self.band_weights]
         check_bands(self.bands, self.sample_rate)
-        self._masked: tuple[torch.Tensor, MaskedReference] | None = None
+        self._masked: list[tuple[torch.Tensor, MaskedReference]] = []
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         x_all, y_all = join_crops(x), join_crops(y)
@@ -218,8 +218,32 @@ class Objective(nn.Module):
 
     def measure(self, reference: torch.Tensor, output: torch.Tensor) -> dict[str, torch.Tensor]:
         """:func:`distortion_measures` of a whole-track ``output`` (C, T) with this objective's weights. The
-        reference's half of the NMR is kept for the next call with the same ``reference`` tensor (a baseline
+        reference's half of the NMR is kept for later calls with the same ``reference`` tensor (a baseline
         grid, the starting points and every validation score outputs against one track)."""
-        if self._masked is None or self._masked[0] is not reference:
-            self._masked = (reference, MaskedReference(reference, self.sample_rate))
-        return distortion_measures(reference, output, self.sample_rate, self.weights, self._masked[1])
+        return distortion_measures(reference, output, self.sample_rate, self.weights, self._masked_reference(reference))
+
+    def score(self, reference: torch.Tensor, output: torch.Tensor) -> float:
+        """``measure(reference, output)["objective_drl_db"]`` computing only the measures the loss weights:
+        what ranking candidates needs."""
+        w = self.weights
+        measures = {}
+        if w.drl > 0:
+            measures["drl_db"] = drl.drl_db(reference, output).mean()
+        keys = list(w.band_weights())
+        if keys:
+            values = drl.band_drl_db(reference, output, self.sample_rate, [parse_band_key(k) for k in keys])
+            measures.update({f"band_drl_db/{k}": v for k, v in zip(keys, values.mean(dim=-1))})
+        if w.frame > 0:
+            measures["frame_drl_db"] = drl.frame_drl_db(reference, output, self.sample_rate, w.frame_ms).mean()
+        if w.nmr > 0:
+            measures["nmr_db"] = self._masked_reference(reference).nmr_db(output).mean()
+        return float(w.objective_drl_db(measures))
+
+    def _masked_reference(self, reference: torch.Tensor) -> MaskedReference:
+        """The reference's half of the NMR, kept for the last two reference tensors (a track and its excerpt)."""
+        for kept, masked in self._masked:
+            if kept is reference:
+                return masked
+        masked = MaskedReference(reference, self.sample_rate)
+        self._masked = [(reference, masked), *self._masked][:2]
+        return masked

@@ -165,6 +165,7 @@ def summary_table(metrics: Mapping, values: Mapping[str, float]) -> str:
         return "-" if value is None else f"{value:8.2f}"
 
     base = metrics.get("baseline") or {}
+    base = base if "release_ms" in base else {}  # a gain alone has no limiter baseline to show
     columns = [("input", metrics["input"]), ("output", metrics["output"])]
     if base:
         columns.append(("baseline", {**base, "integrated_lufs": base.get("lufs")}))
@@ -209,6 +210,7 @@ def summary_table(metrics: Mapping, values: Mapping[str, float]) -> str:
             "tuned": f"found by training (best at step {metrics.get('best_step')})",
             "start": "the starting settings (training found nothing better)",
             "idle": "the extra stages transparent: the gain + limiter baseline was best",
+            "gain": metrics.get("reason", ""),
         }.get(selected, "")
         lines.append(f"{'selected':<{width}}{selected:>10}  {meaning}")
     lines.append("tuned settings:")

@@ -141,11 +141,15 @@ def solve_target(
     peak_margin_db: float = 0.02,
     max_rounds: int = 6,
     slope_hint: float | None = None,
+    render_fn: Callable[[torch.nn.Module, torch.Tensor], torch.Tensor] | None = None,
 ) -> Solution:
     """Set ``level_param`` (a gain ahead of the limiter, dB) so the render of ``audio`` (C, T) reaches
     ``target.lufs`` within ``tol_lu``; lower ``ceiling_param`` (the limiter's ceiling, dB) while the true peak
     exceeds ``target.ceiling_dbtp``. Leaves ``processor`` at the solved settings and returns the render.
+    ``render_fn(processor, audio)``: how to render (default :func:`render`), e.g. one that reuses work shared
+    by every render of ``audio``.
     """
+    render_fn = render_fn or render
     spec = processor.spec(level_param)
     renders = 0
     last: dict = {}
@@ -154,7 +158,7 @@ def solve_target(
     def loudness_at(gain_db: float) -> float:
         nonlocal renders
         set_value(processor, level_param, gain_db)
-        output = render(processor, audio)
+        output = render_fn(processor, audio)
         renders += 1
         lufs = float(drl.integrated_loudness(output, sample_rate))
         if not math.isfinite(lufs):
