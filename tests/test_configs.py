@@ -87,6 +87,10 @@ def test_data_options(compose_config, tmp_path):
     sf.write(str(path), demo.audio.numpy().T, demo.sample_rate)
     loaded = instantiate(compose_config(["data=file", f"data.path={path}"]).data.track)
     assert loaded.name == "song" and loaded.audio.shape == demo.audio.shape
+    part = instantiate(compose_config(["data=file", f"data.path={path}", "data.track.duration_s=1"]).data.track)
+    assert part.excerpt["choice"] == "loudest" and part.audio.shape == (2, 44100)
+    start = compose_config(["data=file", f"data.path={path}", "data.track.duration_s=1", "data.excerpt=start"])
+    assert instantiate(start.data.track).name == "song_excerpt_0.0-1.0s"
     assert set(options("data")) >= {"demo", "file", "folder"}
     cfg = compose_config(["data=folder", f"data.dir={tmp_path}"])
     assert cfg.data.mode == "per_track"
@@ -161,3 +165,19 @@ def test_callbacks_instantiate(compose_config):
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     assert isinstance(checkpoint, ModelCheckpoint) and checkpoint.save_last
+
+
+def test_quiet_by_default_and_verbose_brings_lightning_back(compose_config):
+    from tuning.job import make_trainer
+
+    cfg = compose_config()
+    assert cfg.verbose is False
+    assert make_trainer(cfg, 0.001).progress_bar_callback is None
+    assert make_trainer(compose_config(["verbose=true"]), 0.001).progress_bar_callback is not None
+    assert make_trainer(compose_config(["+trainer.enable_progress_bar=true"]), 0.001).progress_bar_callback is not None
+
+
+def test_the_run_log_is_opened_at_its_first_line(compose_config):
+    logging = compose_config().hydra.job_logging
+    assert logging.handlers.file.delay is True and logging.handlers.file.filename.endswith(".log")
+    assert logging.root.handlers == ["file"] and logging.loggers.tuning.level == "INFO"

@@ -15,6 +15,7 @@ from tuning.audio import (
     join_tracks,
     load_folder,
     load_track,
+    loudest_start,
     step_generator,
     take_crops,
 )
@@ -93,6 +94,55 @@ def test_load_errors(tmp_path):
     sf.write(str(bad), data, 44100, subtype="FLOAT")
     with pytest.raises(ValueError, match="non-finite"):
         load_track(bad)
+
+
+def tone_with_a_loud_middle(path, rate=44100):
+    """16 s: a quiet 220 Hz tone throughout, a loud 1 kHz one from 7 to 11 s (stereo, float32 wav)."""
+    t = np.arange(16 * rate) / rate
+    audio = 0.02 * np.sin(2 * np.pi * 220 * t) + 0.5 * np.sin(2 * np.pi * 1000 * t) * ((t >= 7) & (t < 11))
+    sf.write(str(path), np.stack([audio, audio], 1).astype(np.float32), rate, subtype="FLOAT")
+    return sf.read(str(path), dtype="float32", always_2d=True)[0].T
+
+
+def test_a_part_of_a_file_is_its_loudest_or_its_start_and_named_after_its_seconds(tmp_path):
+    path = tmp_path / "song.wav"
+    audio = tone_with_a_loud_middle(path)
+    track = load_track(path, duration_s=8.0)  # the 8 s windows that hold all of 7-11 s: the centred one
+    assert track.name == "song_excerpt_5.0-13.0s"
+    assert track.excerpt == {"start_s": 5.0, "end_s": 13.0, "file_s": 16.0, "choice": "loudest"}
+    assert torch.equal(track.audio, torch.from_numpy(audio[:, 5 * 44100 : 13 * 44100]))
+    start = load_track(path, duration_s=1.5, excerpt="start")
+    assert start.name == "song_excerpt_0.0-1.5s" and start.audio.shape == (2, 66150)
+    short = load_track(path, duration_s=2.0)  # under 3 s: 400 ms momentary windows, all inside 7-11 s
+    assert 7.0 <= short.excerpt["start_s"] and short.excerpt["end_s"] <= 11.0
+    whole = load_track(path, duration_s=20.0)  # longer than the file: all of it, under its own name
+    assert whole.name == "song" and whole.excerpt is None and whole.audio.shape == (2, 16 * 44100)
+    assert load_track(path).excerpt is None
+    with pytest.raises(ValueError, match="data.excerpt must be one of loudest, start"):
+        load_track(path, duration_s=8.0, excerpt="middle")
+    with pytest.raises(ValueError, match="duration_s"):
+        load_track(path, duration_s=0)
+    with pytest.raises(ValueError, match="at least 0.4 s"):
+        load_track(path, duration_s=0.2)
+
+
+@pytest.mark.parametrize("length_s", [4.0, 2.0])
+def test_loudest_start_matches_a_float64_reference(length_s):
+    from scipy.signal import sosfilt
+
+    from drl.loudness import k_weighting_sos
+
+    rate, rng = 16000, np.random.default_rng(3)
+    gains = np.repeat(10 ** (rng.uniform(-30, 0, 24) / 20), rate // 2)  # a new level every 0.5 s, 12 s
+    audio = rng.standard_normal((2, 12 * rate)) * gains * 0.3
+    squares = (sosfilt(k_weighting_sos(rate), audio, axis=-1) ** 2).sum(0)  # float64, channels weighted 1
+    window, hop, length = int((3.0 if length_s >= 3 else 0.4) * rate), rate // 10, int(length_s * rate)
+    means = []
+    for start in range(0, audio.shape[-1] - length + 1, hop):  # each excerpt: its windows' mean energy
+        inside = range(start, start + length - window + 1, hop)
+        means.append(np.mean([squares[j : j + window].mean() for j in inside]))
+    expected = int(np.argmax(means)) * hop
+    assert loudest_start(torch.from_numpy(audio.astype(np.float32)), rate, length) == expected
 
 
 def test_crop_length_check(demo):

@@ -6,7 +6,7 @@ Audio here is always a float32 tensor of shape ``(C, T)`` with its sample rate i
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +16,7 @@ import torch
 from drl.audio_io import load_audio
 from drl.checks import check_audio, check_number, check_sample_rate
 from drl.infrasound import dc_offset, infrasound_share
+from drl.loudness import BLOCK_S, LUFS_OFFSET, SHORT_TERM_S, momentary_loudness, short_term_loudness, window_starts
 from processors.functional import check_cutoff_hz, subsonic
 
 # A track whose sample peak is below this is treated as silent (-120 dBFS).
@@ -26,15 +27,20 @@ INFRASOUND_LIMIT = 0.01
 DC_LIMIT = 0.01
 INFRASOUND_WARN = 0.1
 DC_WARN = 0.05
+#: data.excerpt: which ``duration_s`` seconds of a longer file a run tunes.
+EXCERPTS = ("loudest", "start")
 
 
 @dataclass
 class Track:
-    """A whole track: ``audio`` (C, T) float32 in [-1, 1]-ish, ``sample_rate`` in Hz, ``name`` for outputs."""
+    """A whole track: ``audio`` (C, T) float32 in [-1, 1]-ish, ``sample_rate`` in Hz, ``name`` for outputs;
+    ``excerpt`` when it is part of a file: {"start_s", "end_s" (in the file, s), "file_s" (its length, s),
+    "choice" (one of :data:`EXCERPTS`)}."""
 
     audio: torch.Tensor
     sample_rate: int
     name: str
+    excerpt: dict | None = None
 
     @property
     def duration_s(self) -> float:
@@ -53,16 +59,51 @@ def validate_track(audio: torch.Tensor, sample_rate: int, name: str) -> torch.Te
     return audio.float().contiguous()
 
 
-def load_track(path: str | Path, duration_s: float | None = None) -> Track:
+def load_track(path: str | Path, duration_s: float | None = None, excerpt: str = "loudest") -> Track:
     """Read an audio file (anything libsndfile reads: wav, flac, ogg, mp3...) into a :class:`Track`; with
-    ``duration_s``, only its first ``duration_s`` seconds (a quick run on part of a song)."""
+    ``duration_s``, only that many seconds of it: the loudest part (``excerpt="loudest"``,
+    :func:`loudest_start`) or the start (``"start"``). A part is named ``<name>_excerpt_<start>-<end>s``
+    after its seconds in the file, so its outputs say which part was tuned."""
     path = Path(path).expanduser()
     audio, sample_rate = load_audio(path, role="audio")
-    if duration_s is not None:
-        duration_s = check_number("data.track.duration_s", duration_s, 0.0, unit="s", low_open=True)
-        audio = audio[..., : int(round(duration_s * sample_rate))]
     audio = validate_track(audio, sample_rate, f"audio file {path.name}")
-    return Track(audio, sample_rate, path.stem)
+    if duration_s is None:
+        return Track(audio, sample_rate, path.stem)
+    duration_s = check_number("data.track.duration_s", duration_s, 0.0, unit="s", low_open=True)
+    if excerpt not in EXCERPTS:
+        raise ValueError(f"data.excerpt must be one of {', '.join(EXCERPTS)}, got {excerpt!r}")
+    length, total = int(round(duration_s * sample_rate)), audio.shape[-1]
+    if length >= total:  # the whole file
+        return Track(audio, sample_rate, path.stem)
+    start = loudest_start(audio, sample_rate, length) if excerpt == "loudest" else 0
+    start_s, end_s = start / sample_rate, (start + length) / sample_rate
+    part = validate_track(audio[..., start : start + length], sample_rate, f"{duration_s:g} s of {path.name}")
+    info = {"start_s": start_s, "end_s": end_s, "file_s": total / sample_rate, "choice": excerpt}
+    return Track(part, sample_rate, f"{path.stem}_excerpt_{start_s:.1f}-{end_s:.1f}s", info)
+
+
+def loudest_start(audio: torch.Tensor, sample_rate: int, length: int) -> int:
+    """The start (in samples, on BS.1770's 100 ms grid) of the loudest ``length`` samples of ``audio`` (C, T):
+    the excerpt whose short-term loudness windows (3 s; 400 ms momentary ones for excerpts under 3 s), averaged
+    as energy over the windows inside it, are loudest. The earliest such start on a tie."""
+    short = length >= round(SHORT_TERM_S * sample_rate)
+    window = round((SHORT_TERM_S if short else BLOCK_S) * sample_rate)
+    if length < window:
+        raise ValueError(
+            f"an excerpt of {length / sample_rate:g} s is too short to measure its loudness: "
+            f"data.track.duration_s must be at least {BLOCK_S:g} s"
+        )
+    measure = short_term_loudness if short else momentary_loudness
+    with torch.no_grad():
+        levels = measure(audio, sample_rate).double()  # LUFS every 100 ms, -inf for silence
+    energies = torch.where(torch.isfinite(levels), 10.0 ** ((levels - LUFS_OFFSET) / 10.0), torch.zeros_like(levels))
+    starts = window_starts(audio.shape[-1], window, sample_rate)
+    # windows j inside the excerpt that starts with window k: starts[j] - starts[k] <= length - window
+    inside = int(torch.searchsorted(starts, starts[0] + length - window, right=True))
+    candidates = min(int((starts + length <= audio.shape[-1]).sum()), energies.numel() - inside + 1)
+    sums = torch.nn.functional.pad(energies.cumsum(0), (1, 0))
+    means = (sums[inside : inside + candidates] - sums[:candidates]) / inside
+    return int(starts[int(torch.argmax(means))])
 
 
 def check_crop_length(track: Track, crop_s: float) -> int:
@@ -329,5 +370,5 @@ def condition_track(track: Track, mode: str = "auto", cutoff_hz: float = 20.0) -
     report.update(subsonic=apply, cutoff_hz=cutoff_hz if apply else None, warning=warning)
     if apply:
         audio = subsonic(track.audio, track.sample_rate, cutoff_hz).to(track.audio.dtype).contiguous()
-        track = Track(audio, track.sample_rate, track.name)
+        track = replace(track, audio=audio)
     return track, report

@@ -9,9 +9,7 @@ them are one :class:`tuning.module.TuningModule` over B >= 1 items.
 from __future__ import annotations
 
 import copy
-import sys
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -37,6 +35,7 @@ from tuning.audio import (
 from tuning.baseline import of_structure, render_baseline, run_baseline
 from tuning.build import ProcessorSpec, choose_start, suggest_settings
 from tuning.callbacks import ObjectiveHistory, SolveTarget
+from tuning.console import quiet_lightning, record, say
 from tuning.excerpt import Level, choose_excerpt
 from tuning.gain_alone import gain_alone_db, render_gain_alone
 from tuning.module import Item, TuningModule, batch_values
@@ -89,7 +88,7 @@ class Job:
 def run(cfg: DictConfig, out_dir: Path) -> dict:
     """Run one tuning job from a composed config, writing into ``out_dir``; return the final metrics (also in
     metrics.json; in folder modes {file name: metrics}). Bad input raises ValueError before any work."""
-    _quiet_lightning()
+    quiet_lightning(bool(cfg.get("verbose", False)))
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     progress = Progress()
     job = prepare(cfg, out_dir, progress)
@@ -98,6 +97,8 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
         if answered is not None:
             return answered
     trainer = make_trainer(cfg, job.tol_lu, run_name(job))
+    if not trainer.is_global_zero:  # a DDP process of its own: its own log (Hydra job train_ddp_process_<rank>)
+        record.info(f"process {trainer.global_rank} of {trainer.world_size} (ranks from 0)")
     clock = time.perf_counter()
     module, starts, candidate_values = build_module(job, trainer.strategy.root_device)
     baseline_s = time.perf_counter() - clock
@@ -252,6 +253,8 @@ def answer_with_gain(job: Job) -> dict | None:
         track.audio, rate, job.target, job.weights, found[0], job.levels.get(track.name)
     )
     metrics["conditioning"] = job.conditioning[track.name]
+    if track.excerpt:
+        metrics["input_excerpt"] = track.excerpt
     metrics["timing_s"] = {"gain_alone": round(time.perf_counter() - clock, 3)}
     values = chain.values()
     settings = settings_document(
@@ -259,15 +262,16 @@ def answer_with_gain(job: Job) -> dict | None:
     )
     write_results(job.out_dir, track.name, output, rate, settings, metrics, job.processed[track.name])
     write_report(job.out_dir, track.name, track.audio, output, rate, metrics, chain)
-    print(summary_table(metrics, values))
-    print(f"output folder: {job.out_dir}")
+    say_summary(summary_table(metrics, values), track)
+    say(f"output folder: {job.out_dir}")
     return metrics
 
 
 def make_trainer(cfg: DictConfig, tol_lu: float, name: str = "run") -> L.Trainer:
     """The Lightning Trainer of `trainer`, with the final solve first among the callbacks of `callbacks` and the
     loggers of `logger` (a logger whose ``version`` is "auto" logs into a folder called ``name``), and the
-    validations' record for the report."""
+    validations' record for the report; its progress bar only with `verbose=true` (unless
+    `trainer.enable_progress_bar` says)."""
     callbacks = [
         SolveTarget(tol_lu=tol_lu),
         ObjectiveHistory(),
@@ -278,7 +282,23 @@ def make_trainer(cfg: DictConfig, tol_lu: float, name: str = "run") -> L.Trainer
         for c in _logger_configs(cfg.get("logger"))
     ]
     checkpointing = any(isinstance(c, ModelCheckpoint) for c in callbacks)
-    return instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks, enable_checkpointing=checkpointing)
+    options = {"logger": loggers or False, "callbacks": callbacks, "enable_checkpointing": checkpointing}
+    if cfg.trainer.get("enable_progress_bar") is None:
+        options["enable_progress_bar"] = bool(cfg.get("verbose", False))
+    return instantiate(cfg.trainer, **options)
+
+
+def say_summary(table: str, track: Track) -> None:
+    """The summary table of one track, and which part of its file was tuned when it was a part:
+    "the loudest 8.0 s (61.0-69.0 s of 290.0 s; data.excerpt)"."""
+    say(table)
+    part = track.excerpt
+    if part:
+        which = "loudest" if part["choice"] == "loudest" else "first"
+        say(
+            f"excerpt                the {which} {part['end_s'] - part['start_s']:.1f} s ({part['start_s']:.1f}-"
+            f"{part['end_s']:.1f} s of {part['file_s']:.1f} s; data.excerpt)"
+        )
 
 
 def build_module(job: Job, device) -> tuple[TuningModule, list, list | None]:
@@ -420,6 +440,8 @@ def collect_results(
     if job.mode != "shared":
         for track in job.tracks:
             results[track.name]["conditioning"] = job.conditioning[track.name]
+            if track.excerpt:
+                results[track.name]["input_excerpt"] = track.excerpt
             if job.mode == "per_track":
                 results[track.name]["mode"] = "per_track"
     return results
@@ -480,14 +502,6 @@ def candidates(
     return out
 
 
-def _quiet_lightning() -> None:
-    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-    warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
-    warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
-    # crops are a function of the step, not of the loader's position: a mid-epoch resume is exact
-    warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
-
-
 def load_tracks(cfg: DictConfig) -> tuple[str, list[Track]]:
     """("single", [track]) for `data=demo|file`; (data.mode, the folder's tracks) for `data=folder`."""
     if cfg.data.get("dir") is None:
@@ -517,7 +531,7 @@ def condition_tracks(tracks: list[Track], options) -> tuple[list[Track], dict[st
         conditioned, report = condition_track(track, str(options.get("mode", "auto")), options.get("cutoff_hz", 20.0))
         warning = report.pop("warning")
         if warning:
-            print(f"warning: {warning}", file=sys.stderr)
+            say(warning, warning=True)
         out.append(conditioned)
         reports[track.name] = report
     return out, reports
@@ -593,10 +607,10 @@ def _write_tracks(job: Job, module: TuningModule, results: dict, history: Object
             rows.append(summary_row(track.name, results[track.name], solution.values))
         end["result"] = str(job.out_dir)
     if job.mode == "single":
-        print(summary_table(results[job.tracks[0].name], module.finals[0].values))
+        say_summary(summary_table(results[job.tracks[0].name], module.finals[0].values), job.tracks[0])
     else:
-        print(f"summary: {write_summary(job.out_dir, rows)}")
-    print(f"output folder: {job.out_dir}")
+        say(f"summary: {write_summary(job.out_dir, rows)}")
+    say(f"output folder: {job.out_dir}")
 
 
 def _write_album(
@@ -651,9 +665,9 @@ def _write_album(
             )
     if trainer.is_global_zero:
         rows.append(summary_row("album", album_metrics, final.values))
-        print(summary_table(album_metrics, final.values))
-        print(f"summary: {write_summary(job.out_dir, rows)}")
-        print(f"output folder: {job.out_dir}")
+        say(summary_table(album_metrics, final.values))
+        say(f"summary: {write_summary(job.out_dir, rows)}")
+        say(f"output folder: {job.out_dir}")
     return results
 
 

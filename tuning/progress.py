@@ -1,29 +1,29 @@
 """What a running job says: one plain line per stage as it starts and as it ends, with the time taken.
 
-Lines go to standard output, prefixed with the seconds since the job started, in the words of the job
-(reading the input, the baseline search, tuning, the final solve, the files written), not epochs and losses.
+Lines go to standard output and the run's record (:func:`tuning.console.say`), prefixed with the seconds since
+the job started, in the words of the job (reading the input, the baseline search, tuning, the final solve, the
+files written), not epochs and losses.
 """
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TextIO
+
+from tuning.console import say
 
 
 class Progress:
     """Prints ``[  12.3 s] message`` lines; :meth:`stage` brackets a stage with a start and an end line."""
 
-    def __init__(self, stream: TextIO | None = None, enabled: bool = True) -> None:
-        self.stream = stream
+    def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
         self.start = time.perf_counter()
 
     def say(self, message: str) -> None:
         if self.enabled:
-            print(f"[{time.perf_counter() - self.start:6.1f} s] {message}", file=self.stream or sys.stdout, flush=True)
+            say(f"[{time.perf_counter() - self.start:6.1f} s] {message}")
 
     @contextmanager
     def stage(self, what: str) -> Iterator[dict]:
