@@ -190,23 +190,21 @@ def run_baseline(
                 failure = error
         if not finals:
             raise failure
-    best = None
-    for point, solution in finals:
-        if measure is None:
-            measures = {"drl_db": float(drl.drl_db(audio, solution.output).mean())}
-        else:
-            measures = plain_measures(measure(audio, solution.output))
-        candidate = {
-            **point,
-            **measures,
-            "lufs": solution.lufs,
-            "true_peak_dbtp": solution.true_peak_dbtp,
-            "gain_db": solution.values["gain.gain_db"],
-            "ceiling_db": solution.values["limiter.ceiling_db"],
-        }
-        if best is None or _objective(candidate) < _objective(best[0]):
-            best = (candidate, solution)
-    winner, solution = best
+    if len(finals) > 1:  # ranked on the whole track by the objective alone; the winner measured in full below
+        finals = [min(finals, key=lambda final: score(audio, final[1].output))]
+    point, solution = finals[0]
+    if measure is None:
+        measures = {"drl_db": float(drl.drl_db(audio, solution.output).mean())}
+    else:
+        measures = plain_measures(measure(audio, solution.output))
+    winner = {
+        **point,
+        **measures,
+        "lufs": solution.lufs,
+        "true_peak_dbtp": solution.true_peak_dbtp,
+        "gain_db": solution.values["gain.gain_db"],
+        "ceiling_db": solution.values["limiter.ceiling_db"],
+    }
     # the winner where later candidates are compared: solved onto the excerpt's target as the whole track reads it
     if excerpt.whole:
         on_excerpt = {

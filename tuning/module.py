@@ -471,6 +471,10 @@ class TuningModule(L.LightningModule):
 
     def _finish(self, index: int, tol_lu: float | None, step: int | None, label: str) -> tuple[int, Solution, dict]:
         item = self.items[index]
+        if not item.excerpt.whole:  # solved on the excerpt: start the whole track's solve where it should land
+            solver, shift = self.solvers[index], item.excerpt.target.lufs - item.objective.target.lufs
+            start = solver.spec(self.level_param).clamp(float(solver.values()[self.level_param]) - shift)
+            solver.set_values(**{self.level_param: start})
         solution = self.solve_item(index, ceiling=True, tol_lu=tol_lu, whole=True)
         self.store_item(index, list(solution.values))
         weights = item.objective.weights
