@@ -107,7 +107,10 @@ def test_unknown_processor_and_target(monkeypatch, capsys, tmp_path):
         ("proccessor=chain", ("did you mean 'processor'?",)),
         ("trainer.max_step=3", ("did you mean 'trainer.max_steps'?",)),
         ("hydra.run.dri=x", ("did you mean 'hydra.run.dir'?",)),
-        ("target.zzz=1", ("target.zzz is not an option", "target has: name, preset_lufs, preset_ceiling_dbtp, lufs, ceiling_dbtp")),
+        (
+            "target.zzz=1",
+            ("target.zzz is not an option", "target has: name, preset_lufs, preset_ceiling_dbtp, lufs, ceiling_dbtp"),
+        ),
         ("target.lufs=[1", ("cannot read 'target.lufs=[1'",)),
     ],
 )

@@ -139,7 +139,7 @@ def test_album_mode_on_two_ddp_cpu_processes(tmp_path, folder):
     assert rows["album"]["on_target"] == "True"
     settings = [yaml.safe_load((run / f"song{i}" / "tuned_params.yaml").read_text()) for i in range(3)]
     assert all((run / f"song{i}" / "report.html").is_file() for i in range(3))
-    assert settings[0] == settings[1] == settings[2]  # one setting for the album
+    assert settings[0]["stages"] == settings[1]["stages"] == settings[2]["stages"]  # one setting for the album
     # the album keeps its relative dynamics: the files' loudness differences survive (within the limiting)
     difference_in = float(rows["song0"]["input_lufs"]) - float(rows["song1"]["input_lufs"])
     difference_out = float(rows["song0"]["output_lufs"]) - float(rows["song1"]["output_lufs"])

@@ -126,6 +126,20 @@ def listening_clips(
     is in :attr:`Clips.residual_lufs`)."""
     seconds = check_number("excerpt length", seconds, 0.4, unit="s")
     residual_lufs = check_number("residual level", residual_lufs, -70.0, 0.0, unit="LUFS")
+    # TensorBoard's media and report.html ask for the same clips of the same final render: made once
+    key = (sample_rate, seconds, residual_lufs)
+    if _last_clips and _last_clips[0] is track and _last_clips[1] is output and _last_clips[2] == key:
+        return _last_clips[3]
+    clips = _make_clips(track, output, sample_rate, seconds, residual_lufs)
+    _last_clips[:] = [track, output, key, clips]
+    return clips
+
+
+#: The last clips made: (track, output, (rate, seconds, level), Clips); the tensors held, so never reused ids.
+_last_clips: list = []
+
+
+def _make_clips(track, output, sample_rate: int, seconds: float, residual_lufs: float) -> Clips:
     if track.shape != output.shape or track.ndim != 2:
         raise ValueError(
             f"track and output must be (C, T) audio of one shape, got {tuple(track.shape)} and {tuple(output.shape)}"

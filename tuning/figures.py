@@ -68,10 +68,16 @@ def gain_reduction_figure(processor, audio: torch.Tensor, sample_rate: int, offs
     return figure
 
 
+#: Most frames an average spectrum takes: beyond this the hop grows (a long track's average needs no more).
+SPECTRUM_FRAMES = 1024
+
+
 def spectrum_db(audio: torch.Tensor, n_fft: int = 4096) -> torch.Tensor:
-    """Average power spectrum in dB of (C, T) audio (Hann-windowed frames, channels summed)."""
+    """Average power spectrum in dB of (C, T) audio (Hann-windowed frames, half overlapping, or at most
+    :data:`SPECTRUM_FRAMES` frames spread evenly over a long track; channels summed)."""
     window = torch.hann_window(n_fft, dtype=audio.dtype, device=audio.device)
-    frames = torch.stft(audio, n_fft, hop_length=n_fft // 2, window=window, return_complex=True)
+    hop = max(n_fft // 2, audio.shape[-1] // SPECTRUM_FRAMES)
+    frames = torch.stft(audio, n_fft, hop_length=hop, window=window, return_complex=True)
     power = frames.abs().square().mean(dim=-1).sum(dim=0)
     return 10 * torch.log10(power.clamp_min(1e-20))
 
