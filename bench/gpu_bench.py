@@ -167,17 +167,18 @@ def drl_section(run: Run) -> None:
         processed = processed.repeat(sizes.batch, 1, 1)
         for name, make in measures.items():
             for backward in (False, True):
-                run.reset_peak()
-                function = make(reference, processed, backward)
-                first = drl_bench.timed(function, device, 1, warm=False)
-                median = drl_bench.timed(function, device, run.args.repeats, warm=False)
-                print(
-                    f"{name:<16}{f'{sizes.batch}x2x{seconds:g} s':>16}"
-                    f"{'forward+backward' if backward else 'forward':>18}{ms(first):>12}{ms(median):>12}"
-                    f"{run.peak():>12}",
-                    flush=True,
-                )
-        del reference, processed
+                label = f"{name:<16}{f'{sizes.batch}x2x{seconds:g} s':>16}"
+                label += f"{'forward+backward' if backward else 'forward':>18}"
+
+                def row():
+                    run.reset_peak()
+                    function = make(reference, processed, backward)
+                    first = drl_bench.timed(function, device, 1, warm=False)
+                    median = drl_bench.timed(function, device, run.args.repeats, warm=False)
+                    print(f"{label}{ms(first):>12}{ms(median):>12}{run.peak():>12}", flush=True)
+
+                guarded(label, row)
+        reference = processed = None  # freed before the next length is made
 
 
 def loudness_section(run: Run) -> None:
@@ -197,11 +198,15 @@ def loudness_section(run: Run) -> None:
             ("integrated_loudness fwd+bwd", forward_backward),
             ("true_peak", lambda: true_peak(audio, SR)),
         ):
-            run.reset_peak()
-            first = drl_bench.timed(function, device, 1, warm=False)
-            median = drl_bench.timed(function, device, run.args.repeats, warm=False)
-            shape = f"{batch}x2x{sizes.loudness_s:g} s"
-            print(f"{name:<28}{shape:>16}{ms(first):>12}{ms(median):>12}{run.peak():>12}", flush=True)
+            label = f"{name:<28}{f'{batch}x2x{sizes.loudness_s:g} s':>16}"
+
+            def row():
+                run.reset_peak()
+                first = drl_bench.timed(function, device, 1, warm=False)
+                median = drl_bench.timed(function, device, run.args.repeats, warm=False)
+                print(f"{label}{ms(first):>12}{ms(median):>12}{run.peak():>12}", flush=True)
+
+            guarded(label, row)
 
 
 def processors_section(run: Run) -> None:
@@ -228,15 +233,20 @@ def processors_section(run: Run) -> None:
             ("compressor", processors_bench.ours_compressor, processors_bench.torchcomp_compressor),
             ("limiter", processors_bench.ours_limiter, processors_bench.torchcomp_limiter),
         ):
-            ours_run = ours(x)
-            first = processors_bench.once(ours_run, device)  # the CUDA kernels compile here
-            run.reset_peak()
-            processors_bench.once(ours_run, device)
-            peak_ours = run.peak()
-            if not compare:
-                best = min(processors_bench.once(ours_run, device) for _ in range(run.args.repeats))
-                print(f"{name:<12}{case:<22}{ms(first):>11}{ms(best):>11}{'-':>16}{'-':>10}{'-':>8}{peak_ours:>12}")
-                continue
+            label = f"{name:<12}{case:<22}"
+            guarded(label, lambda: processor_row(run, label, ours(x), theirs if compare else None, x))
+        x = None  # freed before the next case is made
+
+
+def processor_row(run: Run, label: str, ours_run, theirs, x: torch.Tensor) -> None:
+    """One row: ours (first call, best of --repeats, peak) beside torchcomp's ``theirs(x)`` when it runs."""
+    device = run.sizes.device
+    first = processors_bench.once(ours_run, device)  # the CUDA kernels compile here
+    run.reset_peak()
+    processors_bench.once(ours_run, device)
+    peak_ours = run.peak()
+    if theirs is not None:
+        try:
             theirs_run = theirs(x)
             processors_bench.once(theirs_run, device)
             run.reset_peak()
@@ -244,11 +254,26 @@ def processors_section(run: Run) -> None:
             peak_theirs = run.peak()
             t_ours, t_theirs, median = processors_bench.timed_pair(ours_run, theirs_run, device, run.args.repeats)
             print(
-                f"{name:<12}{case:<22}{ms(first):>11}{ms(t_ours):>11}{ms(t_theirs):>16}"
-                f"{t_theirs / t_ours:>9.1f}x{median:>7.1f}x{peak_ours:>12}{peak_theirs:>13}",
+                f"{label}{ms(first):>11}{ms(t_ours):>11}{ms(t_theirs):>16}{t_theirs / t_ours:>9.1f}x{median:>7.1f}x"
+                f"{peak_ours:>12}{peak_theirs:>13}",
                 flush=True,
             )
-        del x
+            return
+        except Exception:
+            print(f"{label}torchcomp failed, ours alone:")
+            traceback.print_exc(file=sys.stdout)
+    best = min(processors_bench.once(ours_run, device) for _ in range(run.args.repeats))
+    print(f"{label}{ms(first):>11}{ms(best):>11}{'-':>16}{'-':>10}{'-':>8}{peak_ours:>12}", flush=True)
+
+
+def guarded(label: str, row) -> None:
+    """Run one table row; an error prints one line after its label and the section goes on to the next row."""
+    try:
+        row()
+    except Exception as error:
+        print(f"{label}  failed: {''.join(traceback.format_exception_only(error)).strip()}", flush=True)
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
 
 def demo_track_file(run: Run) -> Path:
@@ -365,7 +390,9 @@ def main() -> None:
     args.sections = [name for name in args.sections.split(",") if name]
     unknown = [name for name in args.sections if name not in SECTIONS]
     if unknown or not args.sections:
-        parser.exit(2, f"gpu_bench.py: --sections takes names among {','.join(SECTIONS)}, got {unknown or '-'}\n")
+        parser.exit(
+            2, f"gpu_bench.py: --sections takes names among {','.join(SECTIONS)}, got {','.join(unknown) or '-'}\n"
+        )
     if args.dry_run:
         sizes, args.repeats = DRY_RUN, min(args.repeats, 2)
     elif torch.cuda.is_available():

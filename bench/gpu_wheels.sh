@@ -32,7 +32,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --python) large_pythons="$2"; shift 2 ;;
         --cuda-libs) cuda_libs=1; shift ;;
-        -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
         *) echo "bench/gpu_wheels.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
