@@ -26,7 +26,6 @@ import statistics
 import time
 
 import torch
-from distortion_residual import DRL as OriginalDRL
 
 from drl import DEFAULT_BANDS, DRL, nmr_db
 from drl.linear import _cholesky, _gram, _Segments
@@ -189,7 +188,10 @@ def cholesky_job(device: torch.device):
 
 
 def against_original(args: argparse.Namespace, devices: list[str]) -> None:
-    """This DRL against distortion-residual 0.1.0."""
+    """This DRL against distortion-residual 0.1.0 (imported here: the other tables and bench/gpu_bench.py run
+    without it)."""
+    from distortion_residual import DRL as OriginalDRL
+
     print(f"{'device':6} {'audio':>6} {'bands':>6} {'pass':>16} {'this (ms)':>11} {'original (ms)':>14} "
           f"{'speed-up':>9}")  # fmt: skip
     for name in devices:
