@@ -97,6 +97,7 @@ def test_a_population_job_is_never_worse_than_its_first_candidate(compose_config
             "~callbacks.media",
             "search=population",
             "search.size=4",
+            "solve.gain_alone=false",
         ]
     )
     metrics = train.train(cfg)
