@@ -150,7 +150,7 @@ def run_baseline(
         )
         return chain, solution
 
-    ranked, slope, failure = [], None, None
+    ranked, grid, slope, failure = [], [], None, None
     grid_settings = list(itertools.product(release_ms, lookahead_ms, slow_release_ms))
     for k, settings in enumerate(grid_settings, 1):
         try:
@@ -168,15 +168,17 @@ def run_baseline(
         }
         if measure is not None:
             point["objective_drl_db"] = score(excerpt.audio, solution.output)
+        grid.append(point)
         ranked.append((point.get("objective_drl_db", point["drl_db"]), point, solution))
+        ranked.sort(key=lambda entry: entry[0])  # stable: the first of equals stays first
+        for _, _, behind in ranked[max(finalists, 1) :]:
+            behind.output = None  # only the best few renders are used again: do not hold the others
         if on_point:
             on_point(k, len(grid_settings), point)
         gain_db = solution.values["gain.gain_db"]  # neighbours need about the same gain and slope: fewer renders
         slope = solution.slope or slope
     if not ranked:
         raise failure
-    grid = [point for _, point, _ in ranked]
-    ranked.sort(key=lambda entry: entry[0])
     if excerpt.whole:
         finals = [(ranked[0][1], ranked[0][2])]
     else:  # the best few on the whole track, each from its excerpt solve's slope
