@@ -1,9 +1,12 @@
+import os
 from pathlib import Path
 
 import pytest
 import torch
 
 torch.set_num_threads(2)
+# `./dev train` names the caller's folder to train.py; a test's own runs take their paths from their cwd
+os.environ.pop("DRL_CALLER_DIR", None)
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
