@@ -47,7 +47,7 @@ class Excerpt:
 
     def cut(self, track: torch.Tensor) -> torch.Tensor:
         """The same spans of ``track`` (C, T) or a render of it, joined; the tensor itself when whole."""
-        return track if self.whole else torch.cat([track[..., s : s + n] for s, n in self.spans], dim=-1)
+        return track if self.whole else join_spans(track, self.spans)
 
     def retarget(self, output: torch.Tensor, sample_rate: int, target) -> Excerpt:
         """This excerpt with its target shifted by the loudness difference that a whole-track render
@@ -59,6 +59,11 @@ class Excerpt:
             drl.integrated_loudness(output, sample_rate)
         )
         return Excerpt(self.audio, Level(target.lufs + shift, target.ceiling_dbtp), self.spans, False)
+
+
+def join_spans(track: torch.Tensor, spans: list[tuple[int, int]]) -> torch.Tensor:
+    """The ``spans`` ((start, length) in samples) of ``track`` (..., T), joined in their order."""
+    return torch.cat([track[..., start : start + length] for start, length in spans], dim=-1)
 
 
 def whole_track(track: torch.Tensor, target) -> Excerpt:
@@ -88,6 +93,6 @@ def choose_excerpt(
     middle = len(rest) // 2
     around = rest[max(0, middle - (count - len(loud)) // 2) :][: count - len(loud)]
     spans = [(i * block, block) for i in sorted(loud + around)]
-    audio = torch.cat([track[..., s : s + n] for s, n in spans], dim=-1)
+    audio = join_spans(track, spans)
     shift = float(drl.integrated_loudness(audio, sample_rate)) - float(drl.integrated_loudness(track, sample_rate))
     return Excerpt(audio, Level(float(target.lufs) + shift, float(target.ceiling_dbtp)), spans, False)
