@@ -82,11 +82,12 @@ def load_track(path: str | Path, duration_s: float | None = None, excerpt: str =
     return Track(part, sample_rate, f"{path.stem}_excerpt_{start_s:.1f}-{end_s:.1f}s", info)
 
 
-def loudest_start(audio: torch.Tensor, sample_rate: int, length: int) -> int:
+def loudest_start(audio: torch.Tensor, sample_rate: int, length: int, momentary: bool = False) -> int:
     """The start (in samples, on BS.1770's 100 ms grid) of the loudest ``length`` samples of ``audio`` (C, T):
-    the excerpt whose short-term loudness windows (3 s; 400 ms momentary ones for excerpts under 3 s), averaged
-    as energy over the windows inside it, are loudest. The earliest such start on a tie."""
-    short = length >= round(SHORT_TERM_S * sample_rate)
+    the excerpt whose short-term loudness windows (3 s; 400 ms momentary ones for excerpts under 3 s, or always
+    with ``momentary``), averaged as energy over the windows inside it, are loudest. The earliest such start on
+    a tie."""
+    short = not momentary and length >= round(SHORT_TERM_S * sample_rate)
     window = round((SHORT_TERM_S if short else BLOCK_S) * sample_rate)
     if length < window:
         raise ValueError(

@@ -17,6 +17,7 @@ import torch
 
 import drl
 from drl.checks import check_number
+from tuning.audio import loudest_start
 
 #: The level the residual is brought to (LUFS): near the matched clips, so that it can be heard at all.
 RESIDUAL_LUFS = -23.0
@@ -28,20 +29,9 @@ def loudest_excerpt(audio: torch.Tensor, sample_rate: int, seconds: float) -> sl
     """The ``seconds``-long passage of ``audio`` (C, T) with the most K-weighted energy (the mean of its
     400 ms momentary loudness windows), starting on the meter's 100 ms grid; the whole track when shorter."""
     length = min(audio.shape[-1], max(1, round(seconds * sample_rate)))
-    block = round(0.4 * sample_rate)
-    if length < block:
+    if length < round(0.4 * sample_rate):
         return slice(0, length)
-    with torch.no_grad():
-        lufs = drl.momentary_loudness(audio.detach().double().cpu(), sample_rate)
-    energy = torch.pow(10.0, (lufs + 0.691) / 10).nan_to_num(0.0)  # -inf (silence) reads 0
-    starts = ((torch.arange(energy.numel(), dtype=torch.float64) * sample_rate / 10) + 0.5).floor().long()
-    inside = int((length - block) * 10 // sample_rate) + 1  # windows that fit in the passage
-    inside = min(inside, energy.numel())
-    cumulative = torch.cat([energy.new_zeros(1), energy.cumsum(0)])
-    candidates = torch.arange(energy.numel() - inside + 1)
-    candidates = candidates[starts[candidates] + length <= audio.shape[-1]]
-    totals = cumulative[candidates + inside] - cumulative[candidates]
-    start = int(starts[candidates[int(totals.argmax())]])
+    start = loudest_start(audio.detach().double().cpu(), sample_rate, length, momentary=True)
     return slice(start, start + length)
 
 
