@@ -17,7 +17,7 @@ from tuning.objective import Target
 from tuning.results import plain_measures
 from tuning.solve import TOL_LU, render, solve_target
 
-#: Grid points solved on the whole track when the grid is ranked on an excerpt: the best few there.
+#: Grid points solved on the whole track by the chain itself after the ranking: the best few there.
 FINALISTS = 2
 
 
@@ -105,8 +105,9 @@ def run_baseline(
     tuning loss optimises; ``score``, e.g. :meth:`~tuning.objective.Objective.score`, computes it alone) and it
     also holds every measure, as plain numbers (``band_drl_db`` as a dict); without it, the least plain DRL wins.
 
-    With an ``excerpt`` (:func:`tuning.excerpt.choose_excerpt`) the grid is ranked there, and the ``finalists``
-    best points are solved on the whole track, where the winner is chosen and measured. ``on_point(k, n,
+    The grid is ranked on ``excerpt`` (:func:`tuning.excerpt.choose_excerpt`; default the whole track) from
+    the track's peak envelope (:class:`GainLimiterRenders`); the ``finalists`` best points are then solved on
+    the whole track by the chain itself, where the winner is chosen and measured. ``on_point(k, n,
     point)`` hears of each grid point as it is ranked (k of n; None when it cannot reach the target).
 
     Raises ValueError when no grid point reaches the target (the target cannot be met).
@@ -119,12 +120,14 @@ def run_baseline(
     if score is None:
         score = (lambda ref, out: float(measure(ref, out)["objective_drl_db"])) if measure else _plain_drl
     excerpt = excerpt or whole_track(audio, target)
-    renders = {id(excerpt.audio): GainLimiterRenders(excerpt.audio, sample_rate, true_peak)}
+    # the grid is ranked from the excerpt's peak envelope; the finalists are solved with the chain itself, whose
+    # true peak may differ in the last bits and so lower its ceiling where the shortcut's does not
+    ranking_renders = GainLimiterRenders(excerpt.audio, sample_rate, true_peak)
     gain_db = Gain.spec_of("gain_db").clamp(
         excerpt.target.lufs - float(drl.integrated_loudness(excerpt.audio, sample_rate))
     )
 
-    def solve(settings: tuple, track: torch.Tensor, level, start_db: float, slope: float | None):
+    def solve(settings: tuple, track: torch.Tensor, level, start_db: float, slope: float | None, exact: bool):
         release, lookahead, slow = settings
         chain = baseline_chain(
             sample_rate,
@@ -135,8 +138,6 @@ def run_baseline(
             true_peak,
             None if slow is None else float(slow),
         ).to(audio.device)
-        if id(track) not in renders:
-            renders[id(track)] = GainLimiterRenders(track, sample_rate, true_peak)
         solution = solve_target(
             chain,
             track,
@@ -146,7 +147,7 @@ def run_baseline(
             "limiter.ceiling_db",
             tol_lu=tol_lu,
             slope_hint=slope,
-            render_fn=renders[id(track)],
+            render_fn=None if exact else ranking_renders,
         )
         return chain, solution
 
@@ -154,7 +155,7 @@ def run_baseline(
     grid_settings = list(itertools.product(release_ms, lookahead_ms, slow_release_ms))
     for k, settings in enumerate(grid_settings, 1):
         try:
-            _, solution = solve(settings, excerpt.audio, excerpt.target, gain_db, slope)
+            _, solution = solve(settings, excerpt.audio, excerpt.target, gain_db, slope, exact=False)
         except ValueError as error:  # this point cannot reach the target; another one may
             failure = error
             if on_point:
@@ -171,27 +172,23 @@ def run_baseline(
         grid.append(point)
         ranked.append((point.get("objective_drl_db", point["drl_db"]), point, solution))
         ranked.sort(key=lambda entry: entry[0])  # stable: the first of equals stays first
-        for _, _, behind in ranked[max(finalists, 1) :]:
-            behind.output = None  # only the best few renders are used again: do not hold the others
+        solution.output = None  # the finalists are rendered again by the chain: hold no ranking render
         if on_point:
             on_point(k, len(grid_settings), point)
         gain_db = solution.values["gain.gain_db"]  # neighbours need about the same gain and slope: fewer renders
         slope = solution.slope or slope
     if not ranked:
         raise failure
-    if excerpt.whole:
-        finals = [(ranked[0][1], ranked[0][2])]
-    else:  # the best few on the whole track, each from its excerpt solve's slope
-        finals = []
-        for _, point, solution in ranked[:finalists]:
-            settings = (point["release_ms"], point["lookahead_ms"], point["slow_release_ms"])
-            start = solution.values["gain.gain_db"] - (excerpt.target.lufs - target.lufs)
-            try:
-                finals.append((point, solve(settings, audio, target, start, solution.slope)[1]))
-            except ValueError as error:
-                failure = error
-        if not finals:
-            raise failure
+    finals = []  # the best few solved on the whole track by the chain itself, each from its ranking solve
+    for _, point, solution in ranked[: max(finalists, 1)]:
+        settings = (point["release_ms"], point["lookahead_ms"], point["slow_release_ms"])
+        start = solution.values["gain.gain_db"] - (excerpt.target.lufs - target.lufs)
+        try:
+            finals.append((point, solve(settings, audio, target, start, solution.slope, exact=True)[1]))
+        except ValueError as error:
+            failure = error
+    if not finals:
+        raise failure
     if len(finals) > 1:  # ranked on the whole track by the objective alone; the winner measured in full below
         finals = [min(finals, key=lambda final: score(audio, final[1].output))]
     point, solution = finals[0]
@@ -218,7 +215,7 @@ def run_baseline(
     else:
         excerpt = excerpt.retarget(solution.output, sample_rate, target)
         settings = (winner["release_ms"], winner["lookahead_ms"], winner["slow_release_ms"])
-        chain, cut = solve(settings, excerpt.audio, excerpt.target, winner["gain_db"], solution.slope)
+        _, cut = solve(settings, excerpt.audio, excerpt.target, winner["gain_db"], solution.slope, exact=True)
         on_excerpt = {
             "gain_db": cut.values["gain.gain_db"],
             "ceiling_db": cut.values["limiter.ceiling_db"],
