@@ -184,14 +184,19 @@ def run_baseline(
         settings = (point["release_ms"], point["lookahead_ms"], point["slow_release_ms"])
         start = solution.values["gain.gain_db"] - (excerpt.target.lufs - target.lufs)
         try:
-            finals.append((point, solve(settings, audio, target, start, solution.slope, exact=True)[1]))
+            final = solve(settings, audio, target, start, solution.slope, exact=True)[1]
         except ValueError as error:
             failure = error
+            continue
+        value = score(audio, final.output)
+        if excerpt.whole:  # ranked where it is solved: the grid reports what the chain itself scores
+            point["drl_db"] = value if measure is None else _plain_drl(audio, final.output)
+            if measure is not None:
+                point["objective_drl_db"] = value
+        finals.append((value, point, final))
     if not finals:
         raise failure
-    if len(finals) > 1:  # ranked on the whole track by the objective alone; the winner measured in full below
-        finals = [min(finals, key=lambda final: score(audio, final[1].output))]
-    point, solution = finals[0]
+    _, point, solution = min(finals, key=lambda final: final[0])  # the winner, measured in full below
     if measure is None:
         measures = {"drl_db": float(drl.drl_db(audio, solution.output).mean())}
     else:
