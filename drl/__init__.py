@@ -9,11 +9,13 @@ from drl.align import align, estimate_delay, fractional_delay
 from drl.bands import DEFAULT_BANDS, band_key, default_bands
 from drl.infrasound import dc_offset, infrasound_share
 from drl.loudness import (
+    LevelReading,
     Loudness,
     integrated_loudness,
     loudness_range,
     loudness_summary,
     momentary_loudness,
+    read_levels,
     short_term_loudness,
 )
 from drl.metric import DRL, band_drl_db, drl_db, drl_ratio, frame_drl_db, level_match, null
@@ -38,6 +40,8 @@ __all__ = [
     "integrated_loudness",
     "loudness_range",
     "loudness_summary",
+    "LevelReading",
+    "read_levels",
     "momentary_loudness",
     "short_term_loudness",
     "TruePeak",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -173,6 +174,23 @@ def gated_mean_lufs(energy: torch.Tensor, relative_gate_lu: float = RELATIVE_GAT
     return torch.where(count > 0, energy_to_lufs(mean), torch.full_like(mean, -math.inf))
 
 
+def gated_range_lu(energy: torch.Tensor) -> torch.Tensor:
+    """EBU Tech 3342 loudness range ``(B,)`` in LU of short-term energies ``(B, n_windows)``: the 95th minus the
+    10th percentile of the windows above -70 LUFS and above (their energy mean) - 20 LU; 0 when none passes."""
+    level = energy_to_lufs(energy)
+    passed = _gated(energy, level, LRA_RELATIVE_GATE_LU)
+    quantiles = torch.tensor(LRA_PERCENTILES, dtype=level.dtype, device=level.device)
+    ranges = []
+    for row, keep in zip(level, passed):  # one item of the batch at a time: the kept counts differ
+        kept = row[keep]
+        if kept.numel() == 0:
+            ranges.append(row.new_zeros(()))
+        else:
+            low, high = torch.quantile(kept, quantiles)
+            ranges.append(high - low)
+    return torch.stack(ranges)
+
+
 class Loudness(nn.Module):
     """BS.1770-4 meter for one sample rate; the K-weighting filter is built once.
 
@@ -251,22 +269,7 @@ class Loudness(nn.Module):
                 f"audio is shorter than one 3 s short-term window ({audio.shape[-1]} samples, need "
                 f"{self.short_term_window} at {self.sample_rate} Hz): loudness range is undefined"
             )
-        return self._finish(self._range(self.weighted_energies(audio, self.short_term_window)), audio)
-
-    def _range(self, energy: torch.Tensor) -> torch.Tensor:
-        """The loudness range ``(B,)`` of short-term energies ``(B, n_windows)``."""
-        level = energy_to_lufs(energy)
-        passed = _gated(energy, level, LRA_RELATIVE_GATE_LU)
-        quantiles = torch.tensor(LRA_PERCENTILES, dtype=level.dtype, device=level.device)
-        ranges = []
-        for row, keep in zip(level, passed):  # one item of the batch at a time: the kept counts differ
-            kept = row[keep]
-            if kept.numel() == 0:
-                ranges.append(row.new_zeros(()))
-            else:
-                low, high = torch.quantile(kept, quantiles)
-                ranges.append(high - low)
-        return torch.stack(ranges)
+        return self._finish(gated_range_lu(self.weighted_energies(audio, self.short_term_window)), audio)
 
 
 @functools.lru_cache(maxsize=4)
@@ -312,6 +315,61 @@ def loudness_range(
     return _meter_for(sample_rate, channel_weights).loudness_range(audio)
 
 
+@dataclass(frozen=True)
+class LevelReading:
+    """The linear quantities behind :func:`loudness_summary` of one ``(T,)`` or ``(C, T)`` signal: its
+    channel-weighted block energies (400 ms and 3 s windows every 100 ms, float64; None when the signal is
+    shorter than one window) and its true and sample peaks in dB. The K-weighting, the windows and the
+    true-peak interpolation are linear, so the reading of the signal times a gain ``g`` is this one with the
+    energies times ``g**2`` and the peaks plus ``g`` in dB: :meth:`summary` gives either, exactly."""
+
+    block_energies: torch.Tensor | None
+    short_term_energies: torch.Tensor | None
+    true_peak_dbtp: float
+    sample_peak_dbfs: float
+    dtype: torch.dtype  # the signal's: the loudness values are rounded to it, as the meters return them
+
+    def summary(self, gain_db: float = 0.0) -> dict:
+        """:func:`loudness_summary` of the signal times ``gain_db`` (0: the signal itself)."""
+        scale = 10.0 ** (float(gain_db) / 10.0)
+        integrated = lra = None
+        with torch.no_grad():
+            if self.block_energies is not None:
+                integrated = float(gated_mean_lufs(self.block_energies * scale).to(self.dtype))
+            if self.short_term_energies is not None:
+                lra = float(gated_range_lu(self.short_term_energies[None] * scale)[0].to(self.dtype))
+        return {
+            "integrated_lufs": integrated,
+            "lra": lra,
+            "true_peak_dbtp": self.true_peak_dbtp + float(gain_db),
+            "sample_peak_dbfs": self.sample_peak_dbfs + float(gain_db),
+        }
+
+
+def read_levels(audio: torch.Tensor, sample_rate: int, channel_weights=None) -> LevelReading:
+    """The :class:`LevelReading` of ``(T,)`` or ``(C, T)`` audio: the signal K-weighted once for both window
+    lengths, its true peak (BS.1770-4 Annex 2) and sample peak. No gradient."""
+    audio = check_audio(audio)
+    if audio.ndim == 3:
+        raise ValueError(f"loudness_summary takes (T,) or (C, T) audio, got shape {tuple(audio.shape)}")
+    dtype = audio.dtype if audio.dtype in (torch.float32, torch.float64) else torch.float32
+    with torch.no_grad():
+        meter = _meter_for(sample_rate, channel_weights)
+        squares = meter._weighted_squares(audio)  # K-weighted once for both window lengths
+        blocks = meter._windowed(squares, meter.block)[0] if audio.shape[-1] >= meter.block else None
+        short = None
+        if audio.shape[-1] >= meter.short_term_window:
+            short = meter._windowed(squares, meter.short_term_window)[0]
+        del squares
+        return LevelReading(
+            blocks,
+            short,
+            float(true_peak(audio, sample_rate).max()),
+            float(sample_peak(audio).max()),
+            dtype,
+        )
+
+
 def loudness_summary(audio: torch.Tensor, sample_rate: int, channel_weights=None) -> dict:
     """Integrated loudness, LRA, true peak and sample peak of ``(T,)`` or ``(C, T)`` audio as floats.
 
@@ -319,20 +377,4 @@ def loudness_summary(audio: torch.Tensor, sample_rate: int, channel_weights=None
     ``lra`` (``None`` under 3 s),
     ``true_peak_dbtp`` and ``sample_peak_dbfs`` (the maximum over channels; ``-inf`` for silence).
     """
-    audio = check_audio(audio)
-    if audio.ndim == 3:
-        raise ValueError(f"loudness_summary takes (T,) or (C, T) audio, got shape {tuple(audio.shape)}")
-    with torch.no_grad():
-        meter = _meter_for(sample_rate, channel_weights)
-        squares = meter._weighted_squares(audio)  # K-weighted once for both measures
-        integrated = lra = None
-        if audio.shape[-1] >= meter.block:
-            integrated = float(meter._finish(gated_mean_lufs(meter._windowed(squares, meter.block)), audio))
-        if audio.shape[-1] >= meter.short_term_window:
-            lra = float(meter._finish(meter._range(meter._windowed(squares, meter.short_term_window)), audio))
-        return {
-            "integrated_lufs": integrated,
-            "lra": lra,
-            "true_peak_dbtp": float(true_peak(audio, sample_rate).max()),
-            "sample_peak_dbfs": float(sample_peak(audio).max()),
-        }
+    return read_levels(audio, sample_rate, channel_weights).summary()

@@ -347,3 +347,20 @@ def test_summary():
     with pytest.raises(ValueError, match=r"\(T,\) or \(C, T\)"):
         loudness_summary(x[None], fs)
     assert drl.loudness_summary is loudness_summary
+
+
+@pytest.mark.parametrize("gain_db", [0.0, -12.0, 9.5])
+def test_a_reading_gives_the_summary_of_the_signal_times_any_gain(gain_db):
+    fs = 48000
+    # passages near -50 and -62 LUFS: 12 dB down, the absolute gate (-70 LUFS) drops the quiet one
+    x = tone([(-49.3, 4.0), (-61.3, 5.0)], fs)
+    scaled = x * 10 ** (gain_db / 20)
+    expected = loudness_summary(scaled, fs)
+    got = drl.read_levels(x, fs).summary(gain_db)
+    assert got["integrated_lufs"] == pytest.approx(expected["integrated_lufs"], abs=1e-9)
+    assert got["lra"] == pytest.approx(expected["lra"], abs=1e-9)
+    assert got["true_peak_dbtp"] == pytest.approx(expected["true_peak_dbtp"], abs=1e-9)
+    assert got["sample_peak_dbfs"] == pytest.approx(expected["sample_peak_dbfs"], abs=1e-9)
+    if gain_db == -12.0:  # the quiet passage fell under -70 LUFS: the gate changed what counts
+        assert loudness_summary(x, fs)["lra"] > expected["lra"] + 5.0
+    assert drl.read_levels(x, fs).summary() == loudness_summary(x, fs)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 import yaml
@@ -301,11 +302,36 @@ def test_a_target_met_by_a_gain_alone_is_answered_without_training(compose_confi
     run = tmp_path / "run"
     output, _ = sf.read(str(run / "processed" / "quiet.wav"), dtype="float32", always_2d=True)
     assert torch.allclose(torch.from_numpy(output.T.copy()), quiet * 10 ** (gain_db / 20), atol=1e-6)
+    # the output's levels follow from the input's reading: they agree with the written file measured afresh
+    written = drl.loudness_summary(torch.from_numpy(output.T.copy()).double(), 44100)
+    for key in ("integrated_lufs", "true_peak_dbtp", "sample_peak_dbfs", "lra"):
+        assert metrics["output"][key] == pytest.approx(written[key], abs=1e-4)
+    file = json.loads((run / "metrics.json").read_text())["file"]
+    assert file["true_peak_dbtp"] == pytest.approx(written["true_peak_dbtp"], abs=1e-4)
+    assert metrics["output"]["nmr_db"] == metrics["input"]["nmr_db"] == pytest.approx(-120.0, abs=0.1)
     params = yaml.safe_load((run / "tuned_params.yaml").read_text())["stages"]
     assert params["gain"]["gain_db"] == pytest.approx(gain_db, abs=1e-4)
     assert params["compressor"]["ratio"] == 1.0 and params["saturator"]["mix"] == 0.0
     assert not (run / "checkpoints").exists()
     assert "nothing was trained" in capsys.readouterr().out
+
+
+def test_a_gain_alone_never_imports_lightning(tmp_path):
+    t = np.arange(3 * 44100) / 44100
+    path = tmp_path / "quiet.wav"
+    sf.write(str(path), 0.03 * np.sin(2 * np.pi * 440 * t), 44100, subtype="FLOAT")
+    probe = (
+        "import runpy, sys\n"
+        f"sys.argv = ['train.py', 'data.path={path}', 'hydra.run.dir={tmp_path / 'run'}']\n"
+        "try:\n"
+        f"    runpy.run_path({str(ROOT / 'train.py')!r}, run_name='__main__')\n"
+        "finally:\n"
+        "    print('lightning' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "nothing to train" in result.stdout and result.stdout.strip().endswith("False")
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["selected"] == "gain"
 
 
 @pytest.mark.slow

@@ -42,7 +42,22 @@ class LevelStatistics:
 
 
 def level_statistics(audio: torch.Tensor, sample_rate: int, window_ms: float = 50.0) -> LevelStatistics:
-    """Measure ``audio`` (C, T): RMS over ``window_ms`` windows (channels averaged), gated at -70 dBFS."""
+    """Measure ``audio`` (C, T): RMS over ``window_ms`` windows (channels averaged), gated at -70 dBFS. A job
+    asks this of one track several times (its settings checked, then its starts): the last answer is kept."""
+    key = (sample_rate, window_ms)
+    if _last_statistics and _last_statistics[0] is audio and _last_statistics[1] == key:
+        return _last_statistics[2]
+    stats = _level_statistics(audio, sample_rate, window_ms)
+    _last_statistics[:] = [audio, key, stats]
+    return stats
+
+
+#: The last statistics measured: (audio, (rate, window), LevelStatistics); the tensor held, so its id is never
+#: reused by another.
+_last_statistics: list = []
+
+
+def _level_statistics(audio: torch.Tensor, sample_rate: int, window_ms: float) -> LevelStatistics:
     lufs = float(drl.integrated_loudness(audio, sample_rate))
     peak = float(20 * torch.log10(audio.abs().amax().clamp_min(1e-12)))
     window = max(1, int(window_ms * 1e-3 * sample_rate))

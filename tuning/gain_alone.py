@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 import drl
-from tuning.results import run_metrics, track_metrics
+from tuning.results import level_metrics, run_metrics, track_metrics
 
 #: metrics.json's ``selected`` for a track answered by a gain alone.
 SELECTED = "gain"
@@ -33,13 +33,24 @@ def gain_alone_db(
 
 
 def render_gain_alone(
-    audio: torch.Tensor, sample_rate: int, target, weights, gain_db: float, input_metrics: dict | None = None
+    audio: torch.Tensor,
+    sample_rate: int,
+    target,
+    weights,
+    gain_db: float,
+    input_metrics: dict | None = None,
+    reading: drl.LevelReading | None = None,
 ):
-    """The render (C, T) and metrics.json of the gain alone; ``reason`` in the metrics says why it sufficed."""
+    """The render (C, T) and metrics.json of the gain alone; ``reason`` in the metrics says why it sufficed.
+    ``input_metrics`` and ``reading``: the input's :func:`tuning.results.track_metrics` and
+    :func:`drl.read_levels`, when measured already."""
     with torch.no_grad():
         output = audio * 10.0 ** (gain_db / 20.0)
-    source = input_metrics or track_metrics(audio, audio, sample_rate, weights)
-    measured = track_metrics(audio, output, sample_rate, weights)
+    reading = reading or drl.read_levels(audio, sample_rate)
+    source = input_metrics or track_metrics(audio, audio, sample_rate, weights, reading)
+    # The output's levels follow from the input's reading (linear measures of a linear change), and the level
+    # match cancels a gain: every distortion measure sits at its floor, as the input's against itself does.
+    measured = {**source, **level_metrics(reading.summary(gain_db))}
     # the gain + limiter baseline is this same gain: the limiter never acts
     baseline = {key: measured[key] for key in ("drl_db", "nmr_db", "objective_drl_db", "band_drl_db", "frame_drl_db")}
     baseline.update(lufs=measured["integrated_lufs"], true_peak_dbtp=measured["true_peak_dbtp"], gain_db=gain_db)

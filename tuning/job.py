@@ -3,7 +3,8 @@ baselines, choose the starting settings, fit, solve onto the target, write the o
 
 Modes (``data``): one track (``demo``, ``file``); a folder tuned per track (``data.mode=per_track``: B files,
 one setting each, in one batch) or as an album (``data.mode=shared``: the files joined, one setting). All of
-them are one :class:`tuning.module.TuningModule` over B >= 1 items.
+them are one :class:`tuning.module.TuningModule` over B >= 1 items. Lightning is imported only once a job
+trains (seconds of start-up): a track answered by a gain alone never pays for it.
 """
 
 from __future__ import annotations
@@ -13,12 +14,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 import drl
@@ -34,11 +34,9 @@ from tuning.audio import (
 )
 from tuning.baseline import of_structure, render_baseline, run_baseline
 from tuning.build import ProcessorSpec, choose_start, suggest_settings
-from tuning.callbacks import ObjectiveHistory, SolveTarget
 from tuning.console import quiet_lightning, record, say
 from tuning.excerpt import Level, choose_excerpt
 from tuning.gain_alone import gain_alone_db, render_gain_alone
-from tuning.module import Item, TuningModule, batch_values
 from tuning.objective import LossWeights, Objective, Target
 from tuning.pcm import check_format
 from tuning.population import Population, starting_values
@@ -56,6 +54,12 @@ from tuning.results import (
 from tuning.run_report import check_fresh_report, write_report
 from tuning.settings import settings_document, subsonic_settings
 from tuning.solve import solve_target
+
+if TYPE_CHECKING:
+    import lightning as L
+
+    from tuning.callbacks import ObjectiveHistory
+    from tuning.module import Item, TuningModule
 
 #: data.mode of `data=folder`: each file its own settings, or one setting for all (an album).
 FOLDER_MODES = ("per_track", "shared")
@@ -82,20 +86,25 @@ class Job:
     ckpt_path: str | None
     processed: dict[str, Path]  # per track name: where its processed audio goes (output.dir, output.name)
     levels: dict[str, dict] = field(default_factory=dict)  # per track name: its measures as an input
+    readings: dict[str, drl.LevelReading] = field(default_factory=dict)  # per track name: its level reading
     progress: Progress = SILENT
 
 
 def run(cfg: DictConfig, out_dir: Path) -> dict:
     """Run one tuning job from a composed config, writing into ``out_dir``; return the final metrics (also in
     metrics.json; in folder modes {file name: metrics}). Bad input raises ValueError before any work."""
-    quiet_lightning(bool(cfg.get("verbose", False)))
-    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     progress = Progress()
     job = prepare(cfg, out_dir, progress)
     if job.mode == "single" and job.ckpt_path is None and cfg.solve.get("gain_alone", True):
         answered = answer_with_gain(job)
         if answered is not None:
             return answered
+    import lightning as L
+
+    from tuning.callbacks import ObjectiveHistory
+
+    quiet_lightning(bool(cfg.get("verbose", False)))
+    L.seed_everything(int(cfg.seed), workers=True, verbose=False)  # nothing before this draws from the global RNG
     trainer = make_trainer(cfg, job.tol_lu, run_name(job))
     if not trainer.is_global_zero:  # a DDP process of its own: its own log (Hydra job train_ddp_process_<rank>)
         record.info(f"process {trainer.global_rank} of {trainer.world_size} (ranks from 0)")
@@ -138,7 +147,11 @@ def prepare(cfg: DictConfig, out_dir: Path, progress: Progress = SILENT) -> Job:
     with progress.stage("reading and checking the input") as end:
         mode, tracks = load_tracks(cfg)
         tracks, conditioning = condition_tracks(tracks, cfg.get("subsonic") or {})
-        levels = {track.name: track_metrics(track.audio, track.audio, track.sample_rate, weights) for track in tracks}
+        readings = {track.name: drl.read_levels(track.audio, track.sample_rate) for track in tracks}
+        levels = {
+            track.name: track_metrics(track.audio, track.audio, track.sample_rate, weights, readings[track.name])
+            for track in tracks
+        }
         end["result"] = "; ".join(
             describe_input(track, levels[track.name], conditioning[track.name]) for track in tracks[:3]
         ) + (f"; and {len(tracks) - 3} more" if len(tracks) > 3 else "")
@@ -172,6 +185,7 @@ def prepare(cfg: DictConfig, out_dir: Path, progress: Progress = SILENT) -> Job:
         ckpt_path,
         processed,
         levels,
+        readings,
         progress,
     )
 
@@ -250,7 +264,7 @@ def answer_with_gain(job: Job) -> dict | None:
     chain.set_values(**job.spec.idle, **{job.spec.level_param: found[0]})
     job.progress.say(f"a gain of {found[0]:+.2f} dB alone meets the target: no limiting needed, nothing to train")
     output, metrics = render_gain_alone(
-        track.audio, rate, job.target, job.weights, found[0], job.levels.get(track.name)
+        track.audio, rate, job.target, job.weights, found[0], job.levels.get(track.name), job.readings.get(track.name)
     )
     metrics["conditioning"] = job.conditioning[track.name]
     if track.excerpt:
@@ -272,6 +286,10 @@ def make_trainer(cfg: DictConfig, tol_lu: float, name: str = "run") -> L.Trainer
     loggers of `logger` (a logger whose ``version`` is "auto" logs into a folder called ``name``), and the
     validations' record for the report; its progress bar only with `verbose=true` (unless
     `trainer.enable_progress_bar` says)."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from tuning.callbacks import ObjectiveHistory, SolveTarget
+
     callbacks = [
         SolveTarget(tol_lu=tol_lu),
         ObjectiveHistory(),
@@ -306,6 +324,8 @@ def build_module(job: Job, device) -> tuple[TuningModule, list, list | None]:
     onto the target, the best of the processor config's starts; with a population, its candidates) and the
     :class:`TuningModule` over them. Returns the module, each item's (processor, starts tried) and, with a
     population, each candidate's starting values."""
+    from tuning.module import TuningModule, batch_values
+
     rate = job.tracks[0].sample_rate
     items = [make_item(name, audio, segments, job, device) for name, audio, segments in groups(job)]
     # one batch, one limiter structure: two-stage if any item's baseline won with it
@@ -375,6 +395,8 @@ def groups(job: Job) -> list[tuple[str, torch.Tensor, list | None]]:
 def make_item(name: str, audio: torch.Tensor, segments, job: Job, device) -> Item:
     """One :class:`Item`: its audio on ``device``, its objective and its gain + limiter baseline, whose winner
     is chosen by the measure the loss optimises, as the tuned settings are."""
+    from tuning.module import Item
+
     known = job.levels.get(name) if segments is None else None  # an album is measured as a whole here
     audio, rate = audio.to(device), job.tracks[0].sample_rate
     metrics = known or track_metrics(audio, audio, rate, job.weights)

@@ -55,22 +55,26 @@ def write_audio(
     fmt: str = "float32",
     ceiling_dbtp: float | None = None,
     seed: int = 0,
+    true_peak_dbtp: float | None = None,
 ) -> dict:
     """Write ``audio`` (C, T) to a new file ``path`` (ValueError if it exists) as ``fmt`` (see :data:`FORMATS`).
 
     For PCM the true peak of the written signal stays at most ``ceiling_dbtp`` (dBTP) when the render's did
-    (see the module docstring). Returns what was written: ``format``, ``subtype``, ``dither`` ("tpdf" or None),
-    ``dither_seed``, ``trim_db`` (the gain applied before quantising, <= 0) and the file's ``true_peak_dbtp``.
+    (see the module docstring). ``true_peak_dbtp``: the render's, when measured already; a float32 file holds
+    float32 ``audio``'s very samples, so it is the file's then. Returns what was written: ``format``,
+    ``subtype``, ``dither`` ("tpdf" or None), ``dither_seed``, ``trim_db`` (the gain applied before quantising,
+    <= 0) and the file's ``true_peak_dbtp``.
     """
     path = Path(path)
     subtype, bits = FORMATS[check_format(fmt)]
     if path.exists():
         raise ValueError(f"refusing to overwrite {path}: choose another output file or folder")
-    data = audio.detach().cpu().double()
+    data = audio.detach().cpu()
     info = {"format": fmt, "subtype": subtype, "dither": None, "dither_seed": None, "trim_db": 0.0}
     if bits is None:
         written = data.float().numpy()
     else:
+        data = data.double()
         lsb = 2.0 ** (1 - bits)
         trim_db = 0.0
         for _ in range(MAX_TRIMS):
@@ -90,6 +94,9 @@ def write_audio(
         info.update(dither="tpdf", dither_seed=int(seed), trim_db=trim_db)
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(str(path), written.T, sample_rate, subtype=subtype)
+    if bits is None and true_peak_dbtp is not None and audio.dtype == torch.float32:
+        info["true_peak_dbtp"] = float(true_peak_dbtp)
+        return info
     if bits is None:
         decoded = torch.from_numpy(written.astype(np.float64))
     info["true_peak_dbtp"] = float(drl.true_peak(decoded, sample_rate).amax())

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from drl.loudness import loudness_summary
+from drl.loudness import LevelReading, read_levels
 from tuning.objective import LossWeights, distortion_measures
 from tuning.pcm import write_audio
 from tuning.settings import write_settings
@@ -25,30 +25,34 @@ def _finite(value) -> float | None:
 
 
 def track_metrics(
-    reference: torch.Tensor, audio: torch.Tensor, sample_rate: int, weights: LossWeights | None = None
+    reference: torch.Tensor,
+    audio: torch.Tensor,
+    sample_rate: int,
+    weights: LossWeights | None = None,
+    reading: LevelReading | None = None,
 ) -> dict:
     """Loudness, true peak, LRA and the distortion measures of ``audio`` (C, T) against ``reference`` (C, T).
 
     The measures (:func:`plain_measures` of :func:`tuning.objective.distortion_measures`): ``drl_db``,
     ``band_drl_db``, ``frame_drl_db``, ``nmr_db`` and ``objective_drl_db`` (the measure the loss of ``weights``
     optimises), means over channels in dB; for the input itself (``audio is reference``) they read the
-    metric's floor (-120 dB), measured on its first second. Measured on the CPU (once per run).
+    metric's floor (-120 dB), measured on its first second. ``reading``: ``audio``'s
+    :func:`drl.read_levels`, when read already. Measured on the CPU (once per run).
     """
     same = audio is reference
     reference, audio = reference.detach().cpu(), audio.detach().cpu()
-    summary = loudness_summary(audio, sample_rate)
+    summary = (reading or read_levels(audio, sample_rate)).summary()
     if same:  # identical signals: every measure sits at its floor, whatever the length
         head = reference[..., : max(sample_rate, 1)]
         measures = distortion_measures(head, head, sample_rate, weights)
     else:
         measures = distortion_measures(reference, audio, sample_rate, weights)
-    return {
-        "integrated_lufs": _finite(summary["integrated_lufs"]),
-        "true_peak_dbtp": _finite(summary["true_peak_dbtp"]),
-        "sample_peak_dbfs": _finite(summary["sample_peak_dbfs"]),
-        "lra": _finite(summary["lra"]),
-        **plain_measures(measures),
-    }
+    return {**level_metrics(summary), **plain_measures(measures)}
+
+
+def level_metrics(summary: Mapping) -> dict:
+    """The loudness part of :func:`track_metrics` from a :func:`drl.loudness_summary` (non-finite: None)."""
+    return {key: _finite(summary[key]) for key in ("integrated_lufs", "true_peak_dbtp", "sample_peak_dbfs", "lra")}
 
 
 def run_metrics(
@@ -162,6 +166,7 @@ def write_results(
         options.get("format", "float32"),
         settings["target"]["ceiling_dbtp"],
         options.get("dither_seed") or 0,
+        (metrics.get("output") or {}).get("true_peak_dbtp"),  # measured on this very render
     )
     write_settings(paths["tuned_params"], settings)
     paths["metrics"].parent.mkdir(parents=True, exist_ok=True)

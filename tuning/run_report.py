@@ -26,6 +26,7 @@ from tuning.figures import (
     png_bytes,
     spectrum_figure,
 )
+from tuning.gain_alone import SELECTED as GAIN_ALONE
 
 REPORT_NAME = "report.html"
 
@@ -196,20 +197,26 @@ def render_report(
         facts.append(f"selected: {html.escape(str(selected))} (best at step {metrics.get('best_step')})")
 
     excerpt = track[:, clips.part].detach()  # on the processor's device, in its dtype
+    # a gain alone: no stage changes the gain over time, and the compressor is idle (ratio 1)
+    stages_act = selected != GAIN_ALONE
     figures = [
-        _figure(
-            gain_reduction_figure(processor, excerpt, sample_rate, clips.start_s),
-            "gain reduction over time per stage",
-            "Gain change per stage over the passage: the deepest reduction of every 5 ms.",
-        ),
         _figure(
             spectrum_figure(track, output, residual, sample_rate),
             "power spectra of input, output and residual",
             "Average power spectra of the whole track: input, output and the residual at its own level.",
-        ),
+        )
     ]
+    if stages_act:
+        figures.insert(
+            0,
+            _figure(
+                gain_reduction_figure(processor, excerpt, sample_rate, clips.start_s),
+                "gain reduction over time per stage",
+                "Gain change per stage over the passage: the deepest reduction of every 5 ms.",
+            ),
+        )
     compressor = next((stage for _, stage in processor if hasattr(stage, "static_curve_db")), None)
-    if compressor is not None:
+    if compressor is not None and stages_act:
         figures.append(
             _figure(
                 compressor_curve_figure(compressor),
