@@ -16,7 +16,8 @@ import soundfile as sf
 import torch
 
 import drl
-from drl.checks import check_number
+from drl.checks import check_number, energy
+from drl.metric import dot
 from tuning.audio import loudest_start
 
 #: The level the residual is brought to (LUFS): near the matched clips, so that it can be heard at all.
@@ -31,7 +32,7 @@ def loudest_excerpt(audio: torch.Tensor, sample_rate: int, seconds: float) -> sl
     length = min(audio.shape[-1], max(1, round(seconds * sample_rate)))
     if length < round(0.4 * sample_rate):
         return slice(0, length)
-    start = loudest_start(audio.detach().double().cpu(), sample_rate, length, momentary=True)
+    start = loudest_start(audio.detach().cpu(), sample_rate, length, momentary=True)
     return slice(start, start + length)
 
 
@@ -60,6 +61,13 @@ class Clips:
     residual_gain_db: float
     residual_own_lufs: float | None  # where the residual sits before it is raised
     residual_peak_limited: bool  # its peak kept it below the level asked for
+    match_gain: torch.Tensor  # (C,) float64: the least-squares gain per channel over the whole track
+
+    def residual_of(self, track: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+        """The whole residual (C, T) of ``track`` and ``output`` (the clips' own): ``output`` minus the gain-matched
+        ``track``, in their dtype."""
+        gain = self.match_gain.to(device=track.device, dtype=track.dtype)[:, None]
+        return output.detach() - gain * track.detach()
 
     @property
     def part(self) -> slice:
@@ -134,10 +142,12 @@ def _make_clips(track, output, sample_rate: int, seconds: float, residual_lufs: 
         raise ValueError(
             f"track and output must be (C, T) audio of one shape, got {tuple(track.shape)} and {tuple(output.shape)}"
         )
-    track, output = track.detach().double().cpu(), output.detach().double().cpu()
+    track, output = track.detach().cpu(), output.detach().cpu()
     part = loudest_excerpt(track, sample_rate, seconds)
-    _, residual = drl.level_match(track, output)
-    x, y, d = track[:, part], output[:, part], residual[:, part]
+    # the gain over the whole track (float64 sums), the residual only where the clips lie
+    match_gain = dot(track, output) / energy(track)
+    x, y = track[:, part].double(), output[:, part].double()
+    d = y - match_gain[:, None] * x
     x_lufs, y_lufs = _lufs(x, sample_rate), _lufs(y, sample_rate)
     if not (math.isfinite(x_lufs) and math.isfinite(y_lufs)):
         raise ValueError("the loudest passage of the input or the output is silent: nothing to listen to")
@@ -171,6 +181,7 @@ def _make_clips(track, output, sample_rate: int, seconds: float, residual_lufs: 
         d_gain,
         d_own_level,
         limited,
+        match_gain,
     )
 
 
