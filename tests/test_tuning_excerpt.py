@@ -105,3 +105,22 @@ def test_baseline_ranked_on_an_excerpt_ends_on_target_on_the_whole_track():
         cut = chain(excerpt.audio)
     assert float(drl.integrated_loudness(cut, RATE)) == pytest.approx(on_excerpt["target_lufs"], abs=0.001)
     assert on_excerpt["objective_drl_db"] == pytest.approx(objective.score(excerpt.audio, cut), abs=1e-3)
+
+
+def test_measure_takes_the_nmr_a_score_of_the_same_render_computed(monkeypatch):
+    from drl.nmr import MaskedReference
+
+    track = sectioned([-12.0, -3.0, -20.0], block_s=1.0)
+    outputs = [torch.tanh(2 * track) / 2, torch.tanh(3 * track) / 3]
+    objective = Objective(RATE, TARGET, LossWeights(drl=0.0, nmr=1.0))
+    fresh = [Objective(RATE, TARGET, LossWeights(drl=0.0, nmr=1.0)).measure(track, out) for out in outputs]
+    calls = []
+    original = MaskedReference.nmr_db
+    monkeypatch.setattr(MaskedReference, "nmr_db", lambda self, out, **kw: calls.append(1) or original(self, out, **kw))
+    scores = [objective.score(track, out) for out in outputs]  # two finalists scored...
+    measured = objective.measure(track, outputs[0])  # ...then the first one measured in full
+    assert len(calls) == 2
+    assert scores[0] == pytest.approx(float(measured["objective_drl_db"]), abs=1e-9)
+    assert all(torch.equal(measured[k], fresh[0][k]) for k in fresh[0])
+    objective.measure(track, outputs[0].clone())  # another tensor: measured anew
+    assert len(calls) == 3

@@ -1,6 +1,7 @@
 """Ending on target: the root find, the whole-track solve and the baseline."""
 
 import pytest
+import torch
 
 import drl
 from processors import Chain, Gain, Limiter
@@ -124,3 +125,51 @@ def test_choose_start_keeps_the_best_start_that_reaches_the_target(track):
         choose_start(spec, track.audio, 44100, Target(-3.0, 0.0), {"gain_db": 10.0}, objective.score, 0.01)
     with pytest.raises(ValueError, match="names no stage"):
         ProcessorSpec(spec.stages, level_param="gain.gain_db", starts=[{"reverb.mix": 1.0}])
+
+
+def test_a_lowered_ceiling_is_made_up_by_the_gain_that_keeps_the_loudness(track):
+    from tuning.solve import ceiling_gain_step
+
+    chain = Chain({"gain": Gain(44100), "limiter": Limiter(44100, ceiling_db=-1.0, release_ms=50.0, lookahead_ms=5.0)})
+
+    def loudness(gain_db, ceiling_db):
+        chain.set_values(**{"gain.gain_db": gain_db, "limiter.ceiling_db": ceiling_db})
+        return float(drl.integrated_loudness(chain(track.audio).detach(), 44100))
+
+    gain = 14.0  # well into limiting: the loudness moves by less than the gain
+    slope = (loudness(gain + 0.05, -1.0) - loudness(gain - 0.05, -1.0)) / 0.1
+    assert 0.2 < slope < 0.9
+    step = ceiling_gain_step(0.1, slope)
+    assert step > 0
+    before = loudness(gain, -1.0)
+    lost = loudness(gain, -1.1) - before  # the same gain under the lower ceiling
+    kept = loudness(gain + step, -1.1) - before
+    assert lost < -0.01 and abs(kept) < 0.25 * abs(lost)
+
+
+def test_a_ceiling_round_starts_near_its_root(track):
+    # a sample-peak limiter: the true peak overshoots, the ceiling comes down and the gain makes up for it
+    chain = Chain({"gain": Gain(44100), "limiter": Limiter(44100, release_ms=20.0, lookahead_ms=1.0, true_peak=False)})
+    rendered = []
+
+    def render_fn(processor, audio):
+        rendered.append(processor.values()["limiter.ceiling_db"])
+        with torch.no_grad():
+            return processor(audio)
+
+    target = Target(-12.0, -1.0)
+    solution = solve_target(
+        chain, track.audio, 44100, target, "gain.gain_db", "limiter.ceiling_db", render_fn=render_fn
+    )
+    assert abs(solution.lufs - target.lufs) <= 0.001 and solution.true_peak_dbtp <= -1.0
+    lowered = [c for c in rendered if c < -1.0]
+    assert lowered and len(lowered) <= 2 * len(set(lowered))  # at most two renders per ceiling round
+
+
+def test_local_slope_skips_renders_too_close_to_tell():
+    from tuning.solve import local_slope
+
+    points = [(1.0, -14.2), (1.2, -14.0), (1.200001, -13.9990)]  # the last two differ by rounding
+    assert local_slope(points, 1.2) == pytest.approx(1.0)
+    assert local_slope(points[1:], 1.2) is None
+    assert local_slope([], 0.0) is None

@@ -127,12 +127,22 @@ def run_baseline(
         excerpt.target.lufs - float(drl.integrated_loudness(excerpt.audio, sample_rate))
     )
 
-    def solve(settings: tuple, track: torch.Tensor, level, start_db: float, slope: float | None, exact: bool):
+    def solve(
+        settings: tuple,
+        track: torch.Tensor,
+        level,
+        start_db: float,
+        slope: float | None,
+        exact: bool,
+        ceiling_db: float | None = None,
+    ):
+        """``settings`` solved onto ``level`` on ``track``, from ``start_db`` and ``ceiling_db`` (default the
+        ceiling the level allows)."""
         release, lookahead, slow = settings
         chain = baseline_chain(
             sample_rate,
             start_db,
-            level.ceiling_dbtp,
+            level.ceiling_dbtp if ceiling_db is None else min(ceiling_db, level.ceiling_dbtp),
             release,
             lookahead,
             true_peak,
@@ -179,15 +189,23 @@ def run_baseline(
         slope = solution.slope or slope
     if not ranked:
         raise failure
-    finals = []  # the best few solved on the whole track by the chain itself, each from its ranking solve
+    # The best few solved on the whole track by the chain itself, each from its ranking solve's gain and ceiling:
+    # a gain puts the excerpt and the whole track on their targets alike (the excerpt's target is shifted by
+    # their loudness difference), and the limiting moves them a little apart; each finalist then starts where
+    # the one before landed relative to its ranking solve, with its slope.
+    finals, offset_db, whole_slope = [], 0.0, None
     for _, point, solution in ranked[: max(finalists, 1)]:
         settings = (point["release_ms"], point["lookahead_ms"], point["slow_release_ms"])
-        start = solution.values["gain.gain_db"] - (excerpt.target.lufs - target.lufs)
+        start = solution.values["gain.gain_db"] + offset_db
+        ceiling = solution.values["limiter.ceiling_db"]
+        hint = whole_slope or solution.slope
         try:
-            final = solve(settings, audio, target, start, solution.slope, exact=True)[1]
+            final = solve(settings, audio, target, start, hint, exact=True, ceiling_db=ceiling)[1]
         except ValueError as error:
             failure = error
             continue
+        offset_db = final.values["gain.gain_db"] - solution.values["gain.gain_db"]
+        whole_slope = final.slope or whole_slope
         value = score(audio, final.output)
         if excerpt.whole:  # ranked where it is solved: the grid reports what the chain itself scores
             point["drl_db"] = value if measure is None else _plain_drl(audio, final.output)
@@ -220,7 +238,15 @@ def run_baseline(
     else:
         excerpt = excerpt.retarget(solution.output, sample_rate, target)
         settings = (winner["release_ms"], winner["lookahead_ms"], winner["slow_release_ms"])
-        _, cut = solve(settings, excerpt.audio, excerpt.target, winner["gain_db"], solution.slope, exact=True)
+        _, cut = solve(
+            settings,
+            excerpt.audio,
+            excerpt.target,
+            winner["gain_db"],
+            solution.slope,
+            exact=True,
+            ceiling_db=winner["ceiling_db"],
+        )
         on_excerpt = {
             "gain_db": cut.values["gain.gain_db"],
             "ceiling_db": cut.values["limiter.ceiling_db"],

@@ -26,7 +26,7 @@ from tuning.objective import Objective
 from tuning.population import Population, exploit
 from tuning.progress import SILENT
 from tuning.results import run_metrics, track_metrics
-from tuning.solve import TOL_LU, Solution, solve_target
+from tuning.solve import PEAK_MARGIN_DB, TOL_LU, Solution, solve_target
 
 
 def physical_params(processor: Chain) -> dict[str, torch.Tensor]:
@@ -47,6 +47,10 @@ def item_values(values: Mapping[str, float | list[float]], index: int) -> dict[s
 
 #: Candidates of a population solved to the end besides candidate 0: the best by their validations.
 FINALISTS = 2
+
+#: How much lower (dB) than a chain's own ceiling round would put it the final solve may keep a limiter ceiling
+#: it started from (the baseline winner's): within this, no second solve to raise it.
+CEILING_SLACK_DB = 0.001
 
 #: Final metrics shown in TensorBoard's HPARAMS tab, as ``hp/<name>`` (means over the settings).
 HP_METRICS = ("drl_db", "nmr_db", "baseline_drl_db", "lufs", "true_peak_dbtp")
@@ -311,12 +315,22 @@ class TuningModule(L.LightningModule):
     def _score_idle(self, index: int) -> float:
         """The objective on target of item ``index``'s idle settings. When the limiter then matches the
         item's baseline winner, they are that baseline: take its gain, ceiling and score instead of solving."""
-        solver, base = self.solvers[index], self.items[index].baseline
+        solver = self.solvers[index]
         solver.set_values(**self.idle_values)
+        if self._idle_is_baseline(index):  # the baseline's winner as solved on the excerpt
+            on_excerpt = self.items[index].baseline["excerpt"]
+            solver.set_values(**{self.level_param: on_excerpt["gain_db"], self.ceiling_param: on_excerpt["ceiling_db"]})
+            return float(on_excerpt["objective_drl_db"])
+        return self.score_item(index, self.solve_item(index).output)
+
+    def _idle_is_baseline(self, index: int) -> bool:
+        """Whether item ``index``'s solver, at its idle settings, is its gain + limiter baseline's winner: the
+        other stages idle and the limiter's timing that of the winner."""
+        solver, base = self.solvers[index], self.items[index].baseline
         values = solver.values()
         limiter = (self.ceiling_param or "").rpartition(".")[0]
         idle_stages = {name.split(".")[0] for name in self.idle_values}
-        same = (
+        return (
             bool(limiter)
             and all(
                 key in base and values.get(f"{limiter}.{key}") == base[key] for key in ("release_ms", "lookahead_ms")
@@ -324,11 +338,6 @@ class TuningModule(L.LightningModule):
             and values.get(f"{limiter}.slow_release_ms") == base.get("slow_release_ms")
             and set(solver.stages) - idle_stages == {self.level_param.split(".")[0], limiter}
         )
-        if same:  # the baseline's winner as solved on the excerpt
-            on_excerpt = base["excerpt"]
-            solver.set_values(**{self.level_param: on_excerpt["gain_db"], self.ceiling_param: on_excerpt["ceiling_db"]})
-            return float(on_excerpt["objective_drl_db"])
-        return self.score_item(index, self.solve_item(index).output)
 
     # --- validation -------------------------------------------------------------------------------------------
     def validation_step(self, batch, batch_idx: int) -> None:
@@ -462,6 +471,11 @@ class TuningModule(L.LightningModule):
         if worse and best.label != "idle" and self.idle_values and index in self.idle_items:
             solved = {k: v.detach().clone() for k, v in self.solvers[index].state_dict().items()}
             self.solvers[index].set_values(**self.idle_values)
+            if self._idle_is_baseline(index):  # start where the baseline's winner landed on the whole track
+                base = item.baseline
+                self.solvers[index].set_values(
+                    **{self.level_param: base["gain_db"], self.ceiling_param: base["ceiling_db"]}
+                )
             idle = self._finish(index, tol_lu, 0, "idle")
             if idle[2]["output"]["objective_drl_db"] < finished[2]["output"]["objective_drl_db"]:
                 return idle
@@ -470,12 +484,30 @@ class TuningModule(L.LightningModule):
         return finished
 
     def _finish(self, index: int, tol_lu: float | None, step: int | None, label: str) -> tuple[int, Solution, dict]:
-        item = self.items[index]
-        if not item.excerpt.whole:  # solved on the excerpt: start the whole track's solve where it should land
-            solver, shift = self.solvers[index], item.excerpt.target.lufs - item.objective.target.lufs
-            start = solver.spec(self.level_param).clamp(float(solver.values()[self.level_param]) - shift)
-            solver.set_values(**{self.level_param: start})
+        """Item ``index``'s solver solved onto its target on the whole track and measured there. The solve
+        starts from the solver's gain (solved on the excerpt, whose target is shifted by its loudness
+        difference to the whole track: the same gain puts both on target) and from the lower of its ceiling
+        and the baseline winner's on the whole track when both limiters are of one kind (true-peak or
+        sample-peak: its peaks overshoot the ceiling on this track by about as much whatever the stages ahead of
+        it, so a ceiling round is saved)."""
+        item, solver = self.items[index], self.solvers[index]
+        base_ceiling, lowered = item.baseline.get("ceiling_db"), False
+        if self.ceiling_param and base_ceiling is not None:
+            stages, name = getattr(solver, "stages", {}), self.ceiling_param.rpartition(".")[0]
+            limiter = stages[name] if name in stages else None
+            ceiling = float(solver.values()[self.ceiling_param])
+            same_kind = getattr(limiter, "true_peak", None) == item.baseline.get("true_peak", True)
+            if same_kind and base_ceiling < ceiling:
+                solver.set_values(**{self.ceiling_param: solver.spec(self.ceiling_param).clamp(base_ceiling)})
+                lowered = True
         solution = self.solve_item(index, ceiling=True, tol_lu=tol_lu, whole=True)
+        # this chain's own ceiling round would have left its true peak PEAK_MARGIN_DB under the ceiling: when the
+        # baseline's ceiling put it further under, raise the ceiling by the difference and solve again
+        room = item.objective.target.ceiling_dbtp - PEAK_MARGIN_DB - solution.true_peak_dbtp
+        if lowered and room > CEILING_SLACK_DB:
+            raised = float(solver.values()[self.ceiling_param]) + room
+            solver.set_values(**{self.ceiling_param: solver.spec(self.ceiling_param).clamp(raised)})
+            solution = self.solve_item(index, ceiling=True, tol_lu=tol_lu, whole=True)
         self.store_item(index, list(solution.values))
         weights = item.objective.weights
         output = track_metrics(item.track, solution.output, self.sample_rate, weights)

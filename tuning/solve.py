@@ -22,6 +22,9 @@ from tuning.objective import Target
 MAX_STEP_DB = 24.0
 
 
+#: How far below the ceiling a lowered limiter ceiling puts the true peak, dB.
+PEAK_MARGIN_DB = 0.02
+
 #: The loudness tolerance of every solve, LU (the config's ``solve.tol_lu``): near transparency DRL moves by
 #: hundredths of a dB per thousandth of a LU, so candidates are compared at this precision.
 TOL_LU = 0.001
@@ -138,7 +141,7 @@ def solve_target(
     ceiling_param: str | None,
     *,
     tol_lu: float = TOL_LU,
-    peak_margin_db: float = 0.02,
+    peak_margin_db: float = PEAK_MARGIN_DB,
     max_rounds: int = 6,
     slope_hint: float | None = None,
     render_fn: Callable[[torch.nn.Module, torch.Tensor], torch.Tensor] | None = None,
@@ -153,7 +156,7 @@ def solve_target(
     spec = processor.spec(level_param)
     renders = 0
     last: dict = {}
-    points: list[tuple[float, float]] = []
+    points: list[tuple[float, float]] = []  # (gain, loudness) of this ceiling round's renders
 
     def loudness_at(gain_db: float) -> float:
         nonlocal renders
@@ -168,15 +171,16 @@ def solve_target(
         points.append((gain_db, lufs))
         return lufs
 
-    start = float(get_value(processor, level_param))
+    start, slope = float(get_value(processor, level_param)), slope_hint
     for _ in range(max_rounds):
-        gain, _, _ = find_gain(loudness_at, target.lufs, start, spec.min, spec.max, tol_lu=tol_lu, slope=slope_hint)
+        gain, _, _ = find_gain(loudness_at, target.lufs, start, spec.min, spec.max, tol_lu=tol_lu, slope=slope)
         output, lufs = last["output"], last["lufs"]
         peak = float(drl.true_peak(output, sample_rate).amax())
         excess = peak - target.ceiling_dbtp
         if ceiling_param is None or excess <= 0:
             break
-        ceiling = float(get_value(processor, ceiling_param)) - excess - peak_margin_db
+        lowered = excess + peak_margin_db
+        ceiling = float(get_value(processor, ceiling_param)) - lowered
         ceiling_spec = processor.spec(ceiling_param)
         if ceiling < ceiling_spec.min:
             raise ValueError(
@@ -184,17 +188,38 @@ def solve_target(
                 f"{ceiling_param} at its minimum of {ceiling_spec.min:g} dB"
             )
         set_value(processor, ceiling_param, ceiling)
-        start = gain
-    return Solution(output, lufs, peak, dict(processor.values()), renders, local_slope(points, gain))
+        slope = local_slope(points, gain) or slope
+        points.clear()  # another ceiling: another loudness curve
+        start = gain + ceiling_gain_step(lowered, slope)
+    return Solution(output, lufs, peak, dict(processor.values()), renders, local_slope(points, gain) or slope)
+
+
+def ceiling_gain_step(lowered_db: float, slope: float | None) -> float:
+    """The gain change (dB) that keeps the loudness when the limiter's ceiling is lowered by ``lowered_db``,
+    for a loudness that moves by ``slope`` (dLUFS/dgain) with the gain. A limiter scales with its ceiling (the
+    output at ceiling ``c`` and gain ``g`` is the output at ceiling 0 and gain ``g - c``, raised by ``c``),
+    so loudness moves by ``1 - slope`` per dB of ceiling: the gain makes up ``lowered_db * (1 - slope) /
+    slope``. Without a slope (or outside 0.05..1) the slope is clamped as :func:`find_gain` clamps it."""
+    slope = min(max(1.0 if slope is None else slope, 0.05), 1.0)
+    return lowered_db * (1.0 - slope) / slope
+
+
+#: Least gain difference (dB) of two renders whose loudness difference gives a slope: closer ones differ by
+#: little more than the loudness measurement's rounding.
+SLOPE_SPAN_DB = 0.01
 
 
 def local_slope(points: list[tuple[float, float]], gain: float) -> float | None:
-    """dLUFS/dgain from the two evaluated points nearest ``gain`` (None with fewer than two)."""
-    near = sorted({g: lv for g, lv in points}.items(), key=lambda p: abs(p[0] - gain))[:2]
-    if len(near) < 2 or near[0][0] == near[1][0]:
+    """dLUFS/dgain from the evaluated (gain, loudness) ``points`` nearest ``gain``: the nearest one and the
+    nearest of those at least :data:`SLOPE_SPAN_DB` from it (None without such a pair)."""
+    near = sorted(points, key=lambda p: abs(p[0] - gain))
+    if not near:
         return None
-    (g0, l0), (g1, l1) = near
-    return (l1 - l0) / (g1 - g0)
+    g0, l0 = near[0]
+    other = next(((g, lv) for g, lv in near[1:] if abs(g - g0) >= SLOPE_SPAN_DB), None)
+    if other is None:
+        return None
+    return (other[1] - l0) / (other[0] - g0)
 
 
 # --- dotted parameter access ------------------------------------------------------------------------------
