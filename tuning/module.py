@@ -26,7 +26,7 @@ from tuning.objective import Objective
 from tuning.population import Population, exploit
 from tuning.progress import SILENT
 from tuning.results import run_metrics, track_metrics
-from tuning.solve import PEAK_MARGIN_DB, TOL_LU, Solution, solve_target
+from tuning.solve import PEAK_MARGIN_DB, TOL_LU, Solution, ceiling_gain_step, solve_target
 
 
 def physical_params(processor: Chain) -> dict[str, torch.Tensor]:
@@ -498,7 +498,16 @@ class TuningModule(L.LightningModule):
             ceiling = float(solver.values()[self.ceiling_param])
             same_kind = getattr(limiter, "true_peak", None) == item.baseline.get("true_peak", True)
             if same_kind and base_ceiling < ceiling:
-                solver.set_values(**{self.ceiling_param: solver.spec(self.ceiling_param).clamp(base_ceiling)})
+                lowered_db = ceiling - solver.spec(self.ceiling_param).clamp(base_ceiling)
+                # and the gain raised by what keeps the loudness under the lower ceiling
+                gain = float(solver.values()[self.level_param])
+                keep = ceiling_gain_step(lowered_db, self.slope_hints[index])
+                solver.set_values(
+                    **{
+                        self.ceiling_param: ceiling - lowered_db,
+                        self.level_param: solver.spec(self.level_param).clamp(gain + keep),
+                    }
+                )
                 lowered = True
         solution = self.solve_item(index, ceiling=True, tol_lu=tol_lu, whole=True)
         # this chain's own ceiling round would have left its true peak PEAK_MARGIN_DB under the ceiling: when the
@@ -510,7 +519,9 @@ class TuningModule(L.LightningModule):
             solution = self.solve_item(index, ceiling=True, tol_lu=tol_lu, whole=True)
         self.store_item(index, list(solution.values))
         weights = item.objective.weights
-        output = track_metrics(item.track, solution.output, self.sample_rate, weights)
+        # the objective keeps the track's half of the NMR and the measures of the render it scored last
+        measured = item.objective.measure(item.track, solution.output)
+        output = track_metrics(item.track, solution.output, self.sample_rate, weights, measures=measured)
         source = item.input_metrics or track_metrics(item.track, item.track, self.sample_rate, weights)
         metrics = run_metrics(source, output, item.baseline, item.objective.target, self.global_step, step, label)
         return index, solution, metrics

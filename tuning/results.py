@@ -30,6 +30,7 @@ def track_metrics(
     sample_rate: int,
     weights: LossWeights | None = None,
     reading: LevelReading | None = None,
+    measures: Mapping[str, torch.Tensor] | None = None,
 ) -> dict:
     """Loudness, true peak, LRA and the distortion measures of ``audio`` (C, T) against ``reference`` (C, T).
 
@@ -37,15 +38,16 @@ def track_metrics(
     ``band_drl_db``, ``frame_drl_db``, ``nmr_db`` and ``objective_drl_db`` (the measure the loss of ``weights``
     optimises), means over channels in dB; for the input itself (``audio is reference``) they read the
     metric's floor (-120 dB), measured on its first second. ``reading``: ``audio``'s
-    :func:`drl.read_levels`, when read already. Measured on the CPU (once per run).
+    :func:`drl.read_levels`, when read already; ``measures``: the distortion measures of this pair, when
+    computed already (:meth:`tuning.objective.Objective.measure`). Measured on the CPU (once per run).
     """
     same = audio is reference
     reference, audio = reference.detach().cpu(), audio.detach().cpu()
     summary = (reading or read_levels(audio, sample_rate)).summary()
-    if same:  # identical signals: every measure sits at its floor, whatever the length
+    if measures is None and same:  # identical signals: every measure sits at its floor, whatever the length
         head = reference[..., : max(sample_rate, 1)]
         measures = distortion_measures(head, head, sample_rate, weights)
-    else:
+    elif measures is None:
         measures = distortion_measures(reference, audio, sample_rate, weights)
     return {**level_metrics(summary), **plain_measures(measures)}
 
