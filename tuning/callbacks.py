@@ -13,7 +13,6 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
 
-import drl
 from drl.checks import check_number
 from tuning.clips import listening_clips, wav_bytes
 from tuning.figures import compressor_curve_figure, gain_reduction_figure, spectrum_figure
@@ -119,7 +118,7 @@ class MediaLogger(L.Callback):
             add_audio_clip(writer, f"{prefix}audio/{tag}", getattr(clips, tag), rate, step, clips.describe(tag))
 
         part = clips.part
-        _, residual = drl.level_match(track, output)
+        residual = clips.residual_of(track, output)
         figures = {
             "figures/gain_reduction": gain_reduction_figure(processor, track[:, part], rate, clips.start_s),
             "figures/residual_spectrum": spectrum_figure(track, output, residual, rate),
