@@ -202,18 +202,51 @@ def _peak_limiter_forward_1d(x, ceiling, window, pad, alpha, y, g, argmin, ramp)
 
 @njit(cache=True, error_model="numpy")
 def _peak_limiter_backward_1d(grad_y, x, ceiling, window, pad, alpha, g, argmin, ramp, grad_x, grads):
-    # grads: d/d ceiling, d/d alpha
+    # grads: d/d ceiling, d/d alpha. _limiter_backward_fused's reverse pass, with d/d g taken from grad_y and x
+    # block by block and the moving average's adjoint kept in a ring of the last window + 1 samples: the one
+    # array along time is d/d g_req (then its share of d/d x, as :func:`_peak_limiter_backward_1d` did)
     channels, size = x.shape
     length = pad + size
-    grad_g = np.zeros(length)
-    for c in range(channels):
-        gy, row = grad_y[c], x[c]
-        acc = grad_g[pad:]
-        for t in range(size):
-            acc[t] += gy[t] * row[t]
     grad_req = np.zeros(length)
-    grad_avg = np.empty(length)
-    _limiter_backward_fused(grad_g, g, argmin, ramp, window, alpha, grad_req, grad_avg, grads[1:])
+    ring = 1
+    while ring <= window:
+        ring *= 2
+    mask = ring - 1
+    grad_avg = np.zeros(ring)
+    grad_g = np.zeros(BLOCK)
+    carry = 0.0
+    g_alpha = 0.0
+    total = 0.0
+    for b1 in range(length, 0, -BLOCK):
+        b0 = max(b1 - BLOCK, 0)
+        m = b1 - b0
+        t0 = max(b0 - pad, 0)  # the real samples of the block: [t0, b1 - pad)
+        skip = t0 + pad - b0
+        for j in range(m):
+            grad_g[j] = 0.0
+        if b1 > pad:
+            for c in range(channels):
+                gy, row = grad_y[c, t0 : b1 - pad], x[c, t0 : b1 - pad]
+                acc = grad_g[skip:m]
+                for j in range(m - skip):
+                    acc[j] += gy[j] * row[j]
+        for j in range(m - 1, -1, -1):
+            n = b0 + j
+            lam = grad_g[j] + carry
+            if ramp[n]:
+                ga = lam
+                carry = 0.0
+            else:
+                ga = 0.0
+                prev = g[n - 1] * 1.0 if n > 0 else 1.0
+                g_alpha += lam * (prev - 1.0)
+                carry = lam * alpha
+            total += ga
+            if n + window <= length - 1:
+                total -= grad_avg[(n + window) & mask]
+            grad_avg[n & mask] = ga
+            grad_req[argmin[n]] += total / window
+    grads[1] = g_alpha
     # g_req = ceiling / det where det > ceiling: d/d ceiling = 1 / det, d/d det = -ceiling / det^2, shared among
     # the channels at the maximum (as torch.amax shares it), each with the sign of its sample
     det = np.empty(BLOCK, dtype=x.dtype)
@@ -369,7 +402,7 @@ class _PeakLimiter(torch.autograd.Function):
         pad = int(window.max()) - 1
         y = torch.empty_like(x, memory_format=torch.contiguous_format)
         g = torch.empty((n_signals, pad + size), dtype=x.dtype)
-        argmin = torch.empty((n_signals, pad + size), dtype=torch.int64)
+        argmin = torch.empty((n_signals, pad + size), dtype=torch.int32)
         ramp = torch.empty((n_signals, pad + size), dtype=torch.uint8)
         _PEAK_FORWARD(
             False,
