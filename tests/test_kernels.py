@@ -189,10 +189,12 @@ def test_gradcheck_limiter_gain():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_blocked_running_minimum_keeps_the_queue_records(dtype):
+def test_blocked_running_minimum_and_fused_backward_keep_the_per_signal_results(dtype):
     """The CPU forward (block minima fused with the release) against the per-signal queue body CUDA compiles:
-    the same gain, the same argmin (earliest index on ties, plateaus of 1 included) and the same choices."""
+    the same gain, the same argmin (earliest index on ties, plateaus of 1 included) and the same choices; the
+    CPU backward (one reverse pass) against the two-pass body, bit for bit."""
     queue_forward = njit(limiter._limiter_forward_1d)
+    two_pass_backward = njit(limiter._limiter_backward_1d)
     rng = np.random.default_rng(5)
     for window in (1, 2, 7, 64, 220):
         for size in (1, 5, 64, 221, 3001):
@@ -204,6 +206,11 @@ def test_blocked_running_minimum_keeps_the_queue_records(dtype):
             queue_forward(g_req, window, 0.99, *ref, np.empty(size, np.int64))
             limiter._limiter_forward_blocked(g_req, window, 0.99, *out)
             assert all(np.array_equal(a, b) for a, b in zip(out, ref)), (window, size)
+            grad_g = rng.standard_normal(size)
+            grads = [(np.zeros(size), np.empty(size), np.empty(1)) for _ in range(2)]
+            two_pass_backward(grad_g, *ref, window, 0.99, *grads[0])
+            limiter._limiter_backward_fused(grad_g, *ref, window, 0.99, *grads[1])
+            assert np.array_equal(grads[0][0], grads[1][0]) and grads[0][2] == grads[1][2], (window, size)
 
 
 def _composed_limiter(x, ceiling, window, alpha):

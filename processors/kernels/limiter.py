@@ -141,10 +141,14 @@ def _limiter_forward_blocked(g_req, window, alpha, g, argmin, ramp):
 @njit(cache=True, error_model="numpy")
 def _limiter_backward_fused(grad_g, g, argmin, ramp, window, alpha, grad_req, grad_avg, grad_alpha):
     # _limiter_backward_1d's two reverse passes in one: grad_avg[n + window] is ready when step n needs it
+    # The samples whose minimum comes from one index form a run, so its share is summed in a register and stored
+    # once the run ends (the same additions in the same order as adding into grad_req sample by sample).
     size = g.shape[0]
     carry = 0.0
     g_alpha = 0.0
     total = 0.0
+    at = argmin[size - 1] if size > 0 else 0
+    run = 0.0
     for k in range(size):
         n = size - 1 - k
         lam = grad_g[n] + carry
@@ -160,7 +164,13 @@ def _limiter_backward_fused(grad_g, g, argmin, ramp, window, alpha, grad_req, gr
         total += ga
         if n + window <= size - 1:
             total -= grad_avg[n + window]
-        grad_req[argmin[n]] += total / window
+        if argmin[n] != at:
+            grad_req[at] += run
+            at = argmin[n]
+            run = 0.0
+        run += total / window
+    if size > 0:
+        grad_req[at] += run
     grad_alpha[0] = g_alpha
 
 
@@ -217,6 +227,8 @@ def _peak_limiter_backward_1d(grad_y, x, ceiling, window, pad, alpha, g, argmin,
     carry = 0.0
     g_alpha = 0.0
     total = 0.0
+    at = argmin[length - 1]
+    run = 0.0
     for b1 in range(length, 0, -BLOCK):
         b0 = max(b1 - BLOCK, 0)
         m = b1 - b0
@@ -245,7 +257,12 @@ def _peak_limiter_backward_1d(grad_y, x, ceiling, window, pad, alpha, g, argmin,
             if n + window <= length - 1:
                 total -= grad_avg[(n + window) & mask]
             grad_avg[n & mask] = ga
-            grad_req[argmin[n]] += total / window
+            if argmin[n] != at:  # a run of samples with one minimum ends (as in _limiter_backward_fused)
+                grad_req[at] += run
+                at = argmin[n]
+                run = 0.0
+            run += total / window
+    grad_req[at] += run
     grads[1] = g_alpha
     # g_req = ceiling / det where det > ceiling: d/d ceiling = 1 / det, d/d det = -ceiling / det^2, shared among
     # the channels at the maximum (as torch.amax shares it), each with the sign of its sample
