@@ -129,12 +129,8 @@ def _limiter_forward_blocked(g_req, window, alpha, g, argmin, ramp):
             if avg > g_req[n]:
                 avg = g_req[n] * 1.0
             rise = prev + (1.0 - alpha) * (1.0 - prev)
-            if avg <= rise:
-                prev = avg
-                ramp[n] = 1
-            else:
-                prev = rise
-                ramp[n] = 0
+            ramp[n] = avg <= rise
+            prev = min(avg, rise)  # avg where avg <= rise: the compare stays off the recursion's critical path
             g[n] = prev
 
 
