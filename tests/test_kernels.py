@@ -201,6 +201,7 @@ def test_blocked_running_minimum_and_fused_backward_keep_the_per_signal_results(
             g_req = np.minimum(1.0, 0.5 / (rng.random(size) + 1e-3)).astype(dtype)
             g_req[rng.random(size) < 0.4] = 1.0
             g_req[size // 3 : size // 3 + 9] = g_req[size // 2]  # a plateau below 1
+            g_req[size // 2 : size // 2 + 3 * window] = 1.0  # blocks without a reduction
             ref = [np.empty(size, dtype), np.empty(size, np.int64), np.empty(size, np.uint8)]
             out = [np.empty(size, dtype), np.empty(size, np.int64), np.empty(size, np.uint8)]
             queue_forward(g_req, window, 0.99, *ref, np.empty(size, np.int64))

@@ -89,10 +89,22 @@ def _limiter_forward_blocked(g_req, window, alpha, g, argmin, ramp):
     suffix_at = np.empty(window, dtype=np.int64)
     prefix = np.empty(window, dtype=g_req.dtype)
     prefix_at = np.empty(window, dtype=np.int64)
+    state = np.empty(2)
     total = window * 1.0
     prev = 1.0
+    not_one = 0  # scanned up to here: the first index at or after it where g_req != 1 (no reduction wanted)
     for b0 in range(0, size, window):
         end = min(b0 + window, size)
+        not_one = max(not_one, b0)
+        reach = min(end + window - 1, size)  # the windows of this block's samples end before reach
+        while not_one < reach and g_req[not_one] == 1.0:
+            not_one += 1
+        if not_one >= reach:  # only ones in every window: the minimum is at the window's first sample
+            for n in range(b0, end):
+                argmin[n] = n
+            _release_block(g_req, window, alpha, g, argmin, ramp, b0, end, total, prev, state)
+            total, prev = state[0], state[1]
+            continue
         v = g_req[end - 1]
         at = end - 1
         for i in range(end - 1, b0 - 1, -1):
@@ -119,19 +131,29 @@ def _limiter_forward_blocked(g_req, window, alpha, g, argmin, ramp):
             if j >= 0 and prefix[j] < suffix[n - b0]:
                 k = prefix_at[j]
             argmin[n] = k
-        for n in range(b0, end):
-            total += g_req[argmin[n]]
-            if n >= window:
-                total -= g_req[argmin[n - window]]
-            else:
-                total -= 1.0
-            avg = total / window
-            if avg > g_req[n]:
-                avg = g_req[n] * 1.0
-            rise = prev + (1.0 - alpha) * (1.0 - prev)
-            ramp[n] = avg <= rise
-            prev = min(avg, rise)  # avg where avg <= rise: the compare stays off the recursion's critical path
-            g[n] = prev
+        _release_block(g_req, window, alpha, g, argmin, ramp, b0, end, total, prev, state)
+        total, prev = state[0], state[1]
+
+
+@njit(cache=True, error_model="numpy")
+def _release_block(g_req, window, alpha, g, argmin, ramp, b0, end, total, prev, state):
+    """The moving average of the minima and the release over samples b0:end from (total, prev); the new pair
+    goes to ``state``."""
+    for n in range(b0, end):
+        total += g_req[argmin[n]]
+        if n >= window:
+            total -= g_req[argmin[n - window]]
+        else:
+            total -= 1.0
+        avg = total / window
+        if avg > g_req[n]:
+            avg = g_req[n] * 1.0
+        rise = prev + (1.0 - alpha) * (1.0 - prev)
+        ramp[n] = avg <= rise
+        prev = min(avg, rise)  # avg where avg <= rise: the compare stays off the recursion's critical path
+        g[n] = prev
+    state[0] = total
+    state[1] = prev
 
 
 @njit(cache=True, error_model="numpy")
