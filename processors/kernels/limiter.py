@@ -291,6 +291,16 @@ def _peak_limiter_backward_1d(grad_y, x, ceiling, window, pad, alpha, g, argmin,
     for t0 in range(0, size, BLOCK):
         m = min(BLOCK, size - t0)
         _peak_block(x, t0, m, det)
+        gain = g[pad + t0 : pad + t0 + m]
+        louder = 0.0
+        for j in range(m):
+            louder = max(louder, det[j])
+        if not louder > ceiling:  # no sample over the ceiling: g_req = 1 throughout, only the product's share
+            for c in range(channels):
+                gy, gx = grad_y[c, t0 : t0 + m], grad_x[c, t0 : t0 + m]
+                for j in range(m):
+                    gx[j] = gy[j] * gain[j] + 0.0
+            continue
         for j in range(m):
             ties[j] = 0.0
         for c in range(channels):
@@ -303,7 +313,6 @@ def _peak_limiter_backward_1d(grad_y, x, ceiling, window, pad, alpha, g, argmin,
             inv = 1.0 / det[j]
             g_ceiling += d[j] * inv if over else 0.0
             share[j] = -d[j] * ceiling * inv * inv / ties[j] if over else 0.0
-        gain = g[pad + t0 : pad + t0 + m]
         for c in range(channels):
             row, gy, gx = x[c, t0 : t0 + m], grad_y[c, t0 : t0 + m], grad_x[c, t0 : t0 + m]
             for j in range(m):
