@@ -469,10 +469,11 @@ class _PeakLimiter(torch.autograd.Function):
         _, g, argmin, ramp = output
         ctx.mark_non_differentiable(g, argmin, ramp)
         ctx.save_for_backward(x, ceiling, window, alpha, g, argmin, ramp)
+        ctx.set_materialize_grads(False)  # no (S, T) tensors of zeros for the records' gradients
 
     @staticmethod
     def backward(ctx, grad_y, *_):
-        if not any(ctx.needs_input_grad):
+        if not any(ctx.needs_input_grad) or grad_y is None:
             return None, None, None, None
         x, ceiling, window, alpha, g, argmin, ramp = ctx.saved_tensors
         grad_x = torch.empty(x.shape, dtype=x.dtype)
