@@ -231,8 +231,8 @@ def _peak_limiter_forward_1d(x, ceiling, window, pad, alpha, y, g, argmin, ramp)
 @njit(cache=True, error_model="numpy")
 def _peak_limiter_backward_1d(grad_y, x, ceiling, window, pad, alpha, g, argmin, ramp, grad_x, grads):
     # grads: d/d ceiling, d/d alpha. _limiter_backward_fused's reverse pass, with d/d g taken from grad_y and x
-    # block by block and the moving average's adjoint kept in a ring of the last window + 1 samples: the one
-    # array along time is d/d g_req (then its share of d/d x, as :func:`_peak_limiter_backward_1d` did)
+    # block by block and the moving average's adjoint kept in a ring of more than window samples: the one
+    # array along time is d/d g_req, whose share of d/d x and d/d ceiling a last pass adds
     channels, size = x.shape
     length = pad + size
     grad_req = np.zeros(length)
