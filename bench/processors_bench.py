@@ -1,15 +1,16 @@
 """Compressor and limiter forward+backward: ours against torchcomp 0.2.1, side by side, ratios printed.
 
-    ./dev bench processors_bench.py [--repeats 5] [--seconds 10 60] [--threads N] [--no-cuda]
+    ./dev bench processors_bench.py [--repeats 5] [--seconds 10 60] [--items 1 2] [--threads N] [--no-cuda]
 
 Settings: 44.1 kHz stereo, stereo-linked peak detection on both sides; compressor hard knee (knee_db = 0),
 threshold -20 dB, ratio 4, attack 5 ms, release 100 ms (torchcomp: compexp_gain with the same times through its
 ms2coef, its expander parked out of the way); limiter ceiling -1 dB, release 50 ms (torchcomp: limiter_gain,
 attack 1 ms; ours: lookahead 5 ms). Both sides get the same float32 audio, the same linked peak detector
-input and the same loss. Each timed call is forward + backward of a mean-square loss to the audio and every
-parameter. After one warm-up call of each (numba compile excluded), ours and torchcomp alternate for --repeats
-rounds; the table shows the fastest call of each, their ratio, and the median of the per-round ratios (the
-alternation makes load from other processes hit both sides alike). When CUDA is present, a batch of
+input and the same loss; the CPU cases run on batches of 1 and of 2 items (--items). Each timed call is
+forward + backward of a mean-square loss to the audio and every parameter. After one warm-up call of each
+(numba compile excluded), ours and torchcomp alternate for --repeats rounds; the table shows the fastest call
+of each, their ratio, and the median of the per-round ratios (the alternation makes load from other processes
+hit both sides alike). When CUDA is present, a batch of
 64 x 2 x 10 s runs on the GPU as well.
 """
 
@@ -125,13 +126,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seconds", type=float, nargs="+", default=[10.0, 60.0])
+    parser.add_argument("--items", type=int, nargs="+", default=[1, 2], help="batch items of the CPU cases")
     parser.add_argument("--no-cuda", action="store_true")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    cases = [("cpu", 1, s) for s in args.seconds]
+    cases = [("cpu", b, s) for b in args.items for s in args.seconds]
     if torch.cuda.is_available() and not args.no_cuda:
         cases.append(("cuda", 64, 10.0))
     print(

@@ -70,8 +70,17 @@ class Limiter(Processor):
             stereo_link=self.stereo_link,
         )
 
-    def process(self, x, **params):
-        return x * self._gain(x, **params)
+    def process(self, x, ceiling_db, release_ms, lookahead_ms, slow_release_ms=None):
+        return Fn.limit_bct(
+            x,
+            ceiling_db,
+            release_ms,
+            lookahead_ms,
+            slow_release_ms,
+            sample_rate=self.sample_rate,
+            true_peak=self.true_peak,
+            stereo_link=self.stereo_link,
+        )
 
     def gain_reduction_db(self, x: torch.Tensor) -> torch.Tensor:
         """Gain reduction >= 0 dB: the shape of x, or 1 channel when linked."""

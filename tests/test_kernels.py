@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from numba import njit
 
 from processors import kernels
-from processors.kernels import blocked, dispatch
+from processors.kernels import blocked, dispatch, limiter
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -185,6 +186,72 @@ def test_gradcheck_limiter_gain():
     alpha = torch.tensor([0.9, 0.6], dtype=torch.float64, requires_grad=True)
     window = torch.tensor([4, 9])
     assert torch.autograd.gradcheck(lambda q, a: kernels.limiter_gain(q, window, a), (g_req, alpha))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_blocked_running_minimum_and_fused_backward_keep_the_per_signal_results(dtype):
+    """The CPU forward (block minima fused with the release) against the per-signal queue body CUDA compiles:
+    the same gain, the same argmin (earliest index on ties, plateaus of 1 included) and the same choices; the
+    CPU backward (one reverse pass) against the two-pass body, bit for bit."""
+    queue_forward = njit(limiter._limiter_forward_1d)
+    two_pass_backward = njit(limiter._limiter_backward_1d)
+    rng = np.random.default_rng(5)
+    for window in (1, 2, 7, 64, 220):
+        for size in (1, 5, 64, 221, 3001):
+            g_req = np.minimum(1.0, 0.5 / (rng.random(size) + 1e-3)).astype(dtype)
+            g_req[rng.random(size) < 0.4] = 1.0
+            g_req[size // 3 : size // 3 + 9] = g_req[size // 2]  # a plateau below 1
+            g_req[size // 2 : size // 2 + 3 * window] = 1.0  # blocks without a reduction
+            ref = [np.empty(size, dtype), np.empty(size, np.int64), np.empty(size, np.uint8)]
+            out = [np.empty(size, dtype), np.empty(size, np.int64), np.empty(size, np.uint8)]
+            queue_forward(g_req, window, 0.99, *ref, np.empty(size, np.int64))
+            limiter._limiter_forward_blocked(g_req, window, 0.99, *out)
+            assert all(np.array_equal(a, b) for a, b in zip(out, ref)), (window, size)
+            grad_g = rng.standard_normal(size)
+            grads = [(np.zeros(size), np.empty(size), np.empty(1)) for _ in range(2)]
+            two_pass_backward(grad_g, *ref, window, 0.99, *grads[0])
+            limiter._limiter_backward_fused(grad_g, *ref, window, 0.99, *grads[1])
+            assert np.array_equal(grads[0][0], grads[1][0]) and grads[0][2] == grads[1][2], (window, size)
+
+
+def _composed_limiter(x, ceiling, window, alpha):
+    """The limiter as separate steps: linked peak, required gain, kernels.limiter_gain, product."""
+    peak = x.abs().amax(dim=1)
+    c = ceiling[:, None]
+    over = peak > c
+    g_req = torch.where(over, c / torch.where(over, peak, torch.ones_like(peak)), torch.ones_like(peak))
+    return x * kernels.limiter_gain(g_req, window, alpha)[:, None]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fused_peak_limiter_equals_the_composition(dtype):
+    torch.manual_seed(3)
+    x = torch.randn(3, 2, 1500, dtype=dtype) * 0.7
+    x[:, 1, 100:300] = -x[:, 0, 100:300]  # ties between the channels: amax shares the gradient
+    x[1, :, 600:640] = 0.0
+    ceiling = torch.tensor([0.9, 0.5, 0.3], dtype=dtype)
+    window, alpha = torch.tensor([1, 40, 600]), torch.tensor([0.99, 0.9, 0.999], dtype=dtype)
+    weight = torch.linspace(-1, 2, x.numel(), dtype=dtype).view_as(x)
+    results = []
+    for fn in (kernels.peak_limiter, _composed_limiter):
+        leaves = [t.clone().requires_grad_() for t in (x, ceiling, alpha)]
+        y = fn(leaves[0], leaves[1], window, leaves[2])
+        (y * weight).sum().backward()
+        results.append([y.detach()] + [t.grad for t in leaves])
+    (fused, *fused_grads), (composed, *composed_grads) = results
+    assert torch.equal(fused, composed)  # the forward is the same arithmetic, bit for bit
+    tol = 1e-5 if dtype == torch.float32 else 1e-12  # gradients: the fused adjoint sums in float64
+    for a, b in zip(fused_grads, composed_grads):
+        assert torch.allclose(a, b, rtol=tol, atol=tol * float(b.abs().max()))
+
+
+def test_gradcheck_fused_peak_limiter():
+    torch.manual_seed(4)
+    x = (torch.randn(2, 2, 60, dtype=torch.float64) * 0.8).requires_grad_()
+    ceiling = torch.tensor([0.5, 0.7], dtype=torch.float64, requires_grad=True)
+    alpha = torch.tensor([0.9, 0.6], dtype=torch.float64, requires_grad=True)
+    window = torch.tensor([4, 9])
+    assert torch.autograd.gradcheck(lambda v, c, a: kernels.peak_limiter(v, c, window, a), (x, ceiling, alpha))
 
 
 def test_limiter_lookahead_must_be_at_least_one_sample():

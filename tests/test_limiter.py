@@ -158,3 +158,12 @@ def test_options_and_validation():
     assert Limiter(SR).gain_reduction_db(x).shape == (2, 1, 500)
     y = Limiter(SR, ceiling_db=[-1.0, -12.0])(x)
     assert float(y[1].detach().abs().max()) <= db(-12) * (1 + 1e-6) < float(y[0].detach().abs().max())
+
+
+@pytest.mark.parametrize("stereo_link", [True, False])
+def test_fused_path_renders_what_the_gain_path_renders(stereo_link):
+    # limit_bct fuses the sample-peak limiter on the CPU; gain_reduction_db and the tuning shortcut use the gain
+    x = torch.tensor(music_like(0.3, seed=4)).float()[None] * 3.0
+    lim = Limiter(SR, ceiling_db=-2, release_ms=30, lookahead_ms=3, stereo_link=stereo_link)
+    gain = functional.limiter_gain_bct(x, *lim._batched_params(x).values(), sample_rate=SR, stereo_link=stereo_link)
+    assert torch.equal(lim(x), x * gain)

@@ -34,7 +34,7 @@ and ``cuda`` (the CUDA compilation, imported on the first CUDA tensor).
 
 from processors.kernels.compression import compressor, peak_compressor
 from processors.kernels.dispatch import cuda_kernels
-from processors.kernels.limiter import limiter_gain, window_samples
+from processors.kernels.limiter import limiter_gain, peak_limiter, window_samples
 from processors.kernels.smoothing import one_pole, smooth, time_coefficient
 from processors.kernels.steps import LEVEL_FLOOR
 
@@ -44,6 +44,7 @@ __all__ = [
     "compressor",
     "peak_compressor",
     "limiter_gain",
+    "peak_limiter",
     "time_coefficient",
     "window_samples",
     "cuda_kernels",

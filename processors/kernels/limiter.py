@@ -76,25 +76,279 @@ def _limiter_backward_1d(grad_g, g, argmin, ramp, window, alpha, grad_req, grad_
     grad_alpha[0] = g_alpha
 
 
-# --- CPU compilation: threads over signals ------------------------------------------------------------------
-_limiter_forward_cpu1 = njit(cache=True)(_limiter_forward_1d)
+# --- CPU compilation: the running minimum in blocks, fused with the release; threads over signals ----------
+# The minimum over [n, n + window - 1] is the smaller of the suffix minimum of n's block of ``window`` samples and
+# the prefix minimum of the next block up to n + window - 1 (van Herk / Gil-Werman): two short scans per block
+# instead of a branchy queue. Ties go to the earliest index on both sides (suffix scan <=, prefix scan <, the
+# suffix preferred on equality), as in the queue of _limiter_forward_1d: the records, and so the gradients, are
+# the same. The moving average and the release follow block by block while the block is in L1.
+@njit(cache=True, error_model="numpy")
+def _limiter_forward_blocked(g_req, window, alpha, g, argmin, ramp):
+    size = g_req.shape[0]
+    suffix = np.empty(window, dtype=g_req.dtype)
+    suffix_at = np.empty(window, dtype=np.int64)
+    prefix = np.empty(window, dtype=g_req.dtype)
+    prefix_at = np.empty(window, dtype=np.int64)
+    state = np.empty(2)
+    total = window * 1.0
+    prev = 1.0
+    not_one = 0  # scanned up to here: the first index at or after it where g_req != 1 (no reduction wanted)
+    for b0 in range(0, size, window):
+        end = min(b0 + window, size)
+        not_one = max(not_one, b0)
+        reach = min(end + window - 1, size)  # the windows of this block's samples end before reach
+        while not_one < reach and g_req[not_one] == 1.0:
+            not_one += 1
+        if not_one >= reach:  # only ones in every window: the minimum is at the window's first sample
+            for n in range(b0, end):
+                argmin[n] = n
+            _release_block(g_req, window, alpha, g, argmin, ramp, b0, end, total, prev, state)
+            total, prev = state[0], state[1]
+            continue
+        v = g_req[end - 1]
+        at = end - 1
+        for i in range(end - 1, b0 - 1, -1):
+            q = g_req[i]
+            take = q <= v
+            v = q if take else v
+            at = i if take else at
+            suffix[i - b0] = v
+            suffix_at[i - b0] = at
+        nxt = min(end + window, size)
+        if end < size:
+            v = g_req[end]
+            at = end
+            for i in range(end, nxt):
+                q = g_req[i]
+                take = q < v
+                v = q if take else v
+                at = i if take else at
+                prefix[i - end] = v
+                prefix_at[i - end] = at
+        for n in range(b0, end):
+            j = min(n + window - 1, size - 1) - end  # where the window ends in the next block (< 0: in this one)
+            k = suffix_at[n - b0]
+            if j >= 0 and prefix[j] < suffix[n - b0]:
+                k = prefix_at[j]
+            argmin[n] = k
+        _release_block(g_req, window, alpha, g, argmin, ramp, b0, end, total, prev, state)
+        total, prev = state[0], state[1]
 
-_limiter_backward_cpu1 = njit(cache=True)(_limiter_backward_1d)
+
+@njit(cache=True, error_model="numpy")
+def _release_block(g_req, window, alpha, g, argmin, ramp, b0, end, total, prev, state):
+    """The moving average of the minima and the release over samples b0:end from (total, prev); the new pair
+    goes to ``state``."""
+    for n in range(b0, end):
+        total += g_req[argmin[n]]
+        if n >= window:
+            total -= g_req[argmin[n - window]]
+        else:
+            total -= 1.0
+        avg = total / window
+        if avg > g_req[n]:
+            avg = g_req[n] * 1.0
+        rise = prev + (1.0 - alpha) * (1.0 - prev)
+        ramp[n] = avg <= rise
+        prev = min(avg, rise)  # avg where avg <= rise: the compare stays off the recursion's critical path
+        g[n] = prev
+    state[0] = total
+    state[1] = prev
+
+
+@njit(cache=True, error_model="numpy")
+def _limiter_backward_fused(grad_g, g, argmin, ramp, window, alpha, grad_req, grad_avg, grad_alpha):
+    # _limiter_backward_1d's two reverse passes in one: grad_avg[n + window] is ready when step n needs it
+    # The samples whose minimum comes from one index form a run, so its share is summed in a register and stored
+    # once the run ends (the same additions in the same order as adding into grad_req sample by sample).
+    size = g.shape[0]
+    carry = 0.0
+    g_alpha = 0.0
+    total = 0.0
+    at = argmin[size - 1] if size > 0 else 0
+    run = 0.0
+    for k in range(size):
+        n = size - 1 - k
+        lam = grad_g[n] + carry
+        if ramp[n]:
+            ga = lam
+            carry = 0.0
+        else:
+            ga = 0.0
+            prev = g[n - 1] * 1.0 if n > 0 else 1.0
+            g_alpha += lam * (prev - 1.0)
+            carry = lam * alpha
+        grad_avg[n] = ga
+        total += ga
+        if n + window <= size - 1:
+            total -= grad_avg[n + window]
+        if argmin[n] != at:
+            grad_req[at] += run
+            at = argmin[n]
+            run = 0.0
+        run += total / window
+    if size > 0:
+        grad_req[at] += run
+    grad_alpha[0] = g_alpha
+
+
+BLOCK = 512  # samples per block of the fused limiter's vectorised passes (L1-resident)
+
+
+@njit(cache=True, error_model="numpy")
+def _peak_block(x, t0, m, det):
+    """det[:m] = the maximum of |x[:, t0:t0+m]| over the channels."""
+    row = x[0, t0 : t0 + m]
+    for j in range(m):
+        det[j] = abs(row[j])
+    for c in range(1, x.shape[0]):
+        row = x[c, t0 : t0 + m]
+        for j in range(m):
+            det[j] = max(det[j], abs(row[j]))
+
+
+@njit(cache=True, error_model="numpy")
+def _peak_limiter_forward_1d(x, ceiling, window, pad, alpha, y, g, argmin, ramp):
+    # x, y: (C, T); g, argmin, ramp: (pad + T,), the first pad samples before the start (g_req = 1 there)
+    size = x.shape[1]
+    g_req = np.empty(pad + size, dtype=x.dtype)
+    g_req[:pad] = 1.0
+    for t0 in range(0, size, BLOCK):
+        m = min(BLOCK, size - t0)
+        req = g_req[pad + t0 : pad + t0 + m]
+        _peak_block(x, t0, m, req)
+        for j in range(m):
+            det = req[j]
+            req[j] = ceiling / det if det > ceiling else 1.0
+    _limiter_forward_blocked(g_req, window, alpha, g, argmin, ramp)
+    gain = g[pad:]
+    for c in range(x.shape[0]):
+        row, out = x[c], y[c]
+        for t in range(size):
+            out[t] = row[t] * gain[t]
+
+
+@njit(cache=True, error_model="numpy")
+def _peak_limiter_backward_1d(grad_y, x, ceiling, window, pad, alpha, g, argmin, ramp, grad_x, grads):
+    # grads: d/d ceiling, d/d alpha. _limiter_backward_fused's reverse pass, with d/d g taken from grad_y and x
+    # block by block and the moving average's adjoint kept in a ring of more than window samples: the one
+    # array along time is d/d g_req, whose share of d/d x and d/d ceiling a last pass adds
+    channels, size = x.shape
+    length = pad + size
+    grad_req = np.zeros(length)
+    ring = 1
+    while ring <= window:
+        ring *= 2
+    mask = ring - 1
+    grad_avg = np.zeros(ring)
+    grad_g = np.zeros(BLOCK)
+    carry = 0.0
+    g_alpha = 0.0
+    total = 0.0
+    at = argmin[length - 1]
+    run = 0.0
+    for b1 in range(length, 0, -BLOCK):
+        b0 = max(b1 - BLOCK, 0)
+        m = b1 - b0
+        t0 = max(b0 - pad, 0)  # the real samples of the block: [t0, b1 - pad)
+        skip = t0 + pad - b0
+        for j in range(m):
+            grad_g[j] = 0.0
+        if b1 > pad:
+            for c in range(channels):
+                gy, row = grad_y[c, t0 : b1 - pad], x[c, t0 : b1 - pad]
+                acc = grad_g[skip:m]
+                for j in range(m - skip):
+                    acc[j] += gy[j] * row[j]
+        for j in range(m - 1, -1, -1):
+            n = b0 + j
+            lam = grad_g[j] + carry
+            if ramp[n]:
+                ga = lam
+                carry = 0.0
+            else:
+                ga = 0.0
+                prev = g[n - 1] * 1.0 if n > 0 else 1.0
+                g_alpha += lam * (prev - 1.0)
+                carry = lam * alpha
+            total += ga
+            if n + window <= length - 1:
+                total -= grad_avg[(n + window) & mask]
+            grad_avg[n & mask] = ga
+            if argmin[n] != at:  # a run of samples with one minimum ends (as in _limiter_backward_fused)
+                grad_req[at] += run
+                at = argmin[n]
+                run = 0.0
+            run += total / window
+    grad_req[at] += run
+    grads[1] = g_alpha
+    # g_req = ceiling / det where det > ceiling: d/d ceiling = 1 / det, d/d det = -ceiling / det^2, shared among
+    # the channels at the maximum (as torch.amax shares it), each with the sign of its sample
+    det = np.empty(BLOCK, dtype=x.dtype)
+    share = np.empty(BLOCK)
+    ties = np.empty(BLOCK)
+    g_ceiling = 0.0
+    for t0 in range(0, size, BLOCK):
+        m = min(BLOCK, size - t0)
+        _peak_block(x, t0, m, det)
+        gain = g[pad + t0 : pad + t0 + m]
+        louder = 0.0
+        for j in range(m):
+            louder = max(louder, det[j])
+        if not louder > ceiling:  # no sample over the ceiling: g_req = 1 throughout, only the product's share
+            for c in range(channels):
+                gy, gx = grad_y[c, t0 : t0 + m], grad_x[c, t0 : t0 + m]
+                for j in range(m):
+                    gx[j] = gy[j] * gain[j] + 0.0
+            continue
+        for j in range(m):
+            ties[j] = 0.0
+        for c in range(channels):
+            row = x[c, t0 : t0 + m]
+            for j in range(m):
+                ties[j] += 1.0 if abs(row[j]) == det[j] else 0.0
+        d = grad_req[pad + t0 : pad + t0 + m]
+        for j in range(m):
+            over = det[j] > ceiling
+            inv = 1.0 / det[j]
+            g_ceiling += d[j] * inv if over else 0.0
+            share[j] = -d[j] * ceiling * inv * inv / ties[j] if over else 0.0
+        for c in range(channels):
+            row, gy, gx = x[c, t0 : t0 + m], grad_y[c, t0 : t0 + m], grad_x[c, t0 : t0 + m]
+            for j in range(m):
+                v = row[j]
+                at_max = abs(v) == det[j]
+                to_x = share[j] if v > 0 else -share[j]
+                gx[j] = gy[j] * gain[j] + (to_x if at_max else 0.0)
+    grads[0] = g_ceiling
 
 
 @njit(parallel=True, cache=True)
 def _limiter_forward_cpu(g_req, window, alpha, g, argmin, ramp):
     for i in prange(g_req.shape[0]):
-        queue = np.empty(g_req.shape[1], dtype=np.int64)
-        _limiter_forward_cpu1(g_req[i], window[i], alpha[i], g[i], argmin[i], ramp[i], queue)
+        _limiter_forward_blocked(g_req[i], window[i], alpha[i], g[i], argmin[i], ramp[i])
 
 
 @njit(parallel=True, cache=True)
 def _limiter_backward_cpu(grad_g, g, argmin, ramp, window, alpha, grad_req, grad_alpha):
     for i in prange(g.shape[0]):
         grad_avg = np.empty(g.shape[1], dtype=np.float64)
-        _limiter_backward_cpu1(
+        _limiter_backward_fused(
             grad_g[i], g[i], argmin[i], ramp[i], window[i], alpha[i], grad_req[i], grad_avg, grad_alpha[i]
+        )
+
+
+@njit(parallel=True, cache=True)
+def _peak_limiter_forward_cpu(x, ceiling, window, pad, alpha, y, g, argmin, ramp):
+    for i in prange(x.shape[0]):
+        _peak_limiter_forward_1d(x[i], ceiling[i], window[i], pad, alpha[i], y[i], g[i], argmin[i], ramp[i])
+
+
+@njit(parallel=True, cache=True)
+def _peak_limiter_backward_cpu(grad_y, x, ceiling, window, pad, alpha, g, argmin, ramp, grad_x, grads):
+    for i in prange(x.shape[0]):
+        _peak_limiter_backward_1d(
+            grad_y[i], x[i], ceiling[i], window[i], pad, alpha[i], g[i], argmin[i], ramp[i], grad_x[i], grads[i]
         )
 
 
@@ -175,3 +429,80 @@ def limiter_gain(
 def window_samples(time_ms: torch.Tensor, sample_rate: int) -> torch.Tensor:
     """A time in ms -> a whole number of samples >= 1 (int64)."""
     return torch.clamp(torch.round(time_ms.detach() * (sample_rate / 1000.0)), min=1).to(torch.int64)
+
+
+_PEAK_FORWARD = Kernel("peak_limiter_forward", _peak_limiter_forward_cpu)
+_PEAK_BACKWARD = Kernel("peak_limiter_backward", _peak_limiter_backward_cpu)
+
+
+class _PeakLimiter(torch.autograd.Function):
+    """The whole peak limiter in one pass on the CPU: x (S, C, T), ceiling (S,) as an amplitude, lookahead (S,)
+    samples, release coefficient (S,) -> (y (S, C, T), and the forward's records along the padded time axis:
+    the gain, where each running minimum came from, whether the ramp or the release won)."""
+
+    @staticmethod
+    def forward(x, ceiling, window, alpha):
+        n_signals, _, size = x.shape
+        pad = int(window.max()) - 1
+        y = torch.empty_like(x, memory_format=torch.contiguous_format)
+        g = torch.empty((n_signals, pad + size), dtype=x.dtype)
+        argmin = torch.empty((n_signals, pad + size), dtype=torch.int32)
+        ramp = torch.empty((n_signals, pad + size), dtype=torch.uint8)
+        _PEAK_FORWARD(
+            False,
+            n_signals,
+            x.detach().contiguous(),
+            ceiling.detach().to(x.dtype).contiguous(),
+            window.contiguous(),
+            pad,
+            alpha.detach().double().contiguous(),
+            y,
+            g,
+            argmin,
+            ramp,
+        )
+        return y, g, argmin, ramp
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, ceiling, window, alpha = inputs
+        _, g, argmin, ramp = output
+        ctx.mark_non_differentiable(g, argmin, ramp)
+        ctx.save_for_backward(x, ceiling, window, alpha, g, argmin, ramp)
+        ctx.set_materialize_grads(False)  # no (S, T) tensors of zeros for the records' gradients
+
+    @staticmethod
+    def backward(ctx, grad_y, *_):
+        if not any(ctx.needs_input_grad) or grad_y is None:
+            return None, None, None, None
+        x, ceiling, window, alpha, g, argmin, ramp = ctx.saved_tensors
+        grad_x = torch.empty(x.shape, dtype=x.dtype)
+        grads = torch.empty((x.shape[0], 2), dtype=torch.float64)
+        _PEAK_BACKWARD(
+            False,
+            x.shape[0],
+            grad_y.detach().contiguous(),
+            x.detach().contiguous(),
+            ceiling.detach().to(x.dtype).contiguous(),
+            window.contiguous(),
+            g.shape[1] - x.shape[2],
+            alpha.detach().double().contiguous(),
+            g,
+            argmin,
+            ramp,
+            grad_x,
+            grads,
+        )
+        return needed(ctx, grad_x, grads[:, 0].to(ceiling.dtype), None, grads[:, 1].to(alpha.dtype))
+
+
+def peak_limiter(
+    x: torch.Tensor, ceiling: torch.Tensor, lookahead_samples: torch.Tensor, release_coefficient: torch.Tensor
+) -> torch.Tensor:
+    """The peak limiter fused end to end, CPU tensors only: x (S, C, T), its required gain min(1, ceiling / peak)
+    with the peak the per-sample maximum of |x| over the C channels (C = 1: unlinked), ``ceiling`` (S,) an
+    amplitude, then :func:`limiter_gain`'s ramp and release. Returns y = x g (S, C, T), equal to that
+    composition's; differentiable in x, the ceiling and the coefficient."""
+    if bool((lookahead_samples < 1).any()):
+        raise ValueError("limiter lookahead must be at least 1 sample")
+    return _PeakLimiter.apply(x, ceiling, lookahead_samples, release_coefficient)[0]
