@@ -17,6 +17,7 @@ import torch
 
 import drl
 from drl.checks import check_number
+from drl.fft import BLOCK_SAMPLES
 from tuning.audio import loudest_start
 
 #: The level the residual is brought to (LUFS): near the matched clips, so that it can be heard at all.
@@ -33,6 +34,30 @@ def loudest_excerpt(audio: torch.Tensor, sample_rate: int, seconds: float) -> sl
         return slice(0, length)
     start = loudest_start(audio.detach().double().cpu(), sample_rate, length, momentary=True)
     return slice(start, start + length)
+
+
+def matched_residual(
+    track: torch.Tensor, output: torch.Tensor, part: slice = slice(None), dtype: torch.dtype = torch.float64
+) -> torch.Tensor:
+    """What DRL measures, for listening and figures: ``output`` minus the per-channel least-squares gain times
+    ``track`` (both (C, T); the gain over the whole track), on ``part`` of it, in ``dtype``. As
+    :func:`drl.level_match` of float64 copies, but the float64 work runs block by block (no float64 copy of
+    a whole track), so its sums round differently in the last bits."""
+    track, output = track.detach().cpu(), output.detach().cpu()
+    cross = torch.zeros(track.shape[:-1], dtype=torch.float64)
+    power = torch.zeros_like(cross)
+    for first in range(0, track.shape[-1], BLOCK_SAMPLES):
+        x, y = track[..., first : first + BLOCK_SAMPLES].double(), output[..., first : first + BLOCK_SAMPLES].double()
+        cross += (x * y).sum(dim=-1)
+        power += x.square().sum(dim=-1)
+    gain = (cross / power)[..., None]
+    start, stop, _ = part.indices(track.shape[-1])
+    residual = torch.empty(*track.shape[:-1], max(stop - start, 0), dtype=dtype)
+    for first in range(start, stop, BLOCK_SAMPLES):
+        last = min(first + BLOCK_SAMPLES, stop)
+        x, y = track[..., first:last].double(), output[..., first:last].double()
+        residual[..., first - start : last - start] = torch.addcmul(y, x, -gain)
+    return residual
 
 
 def _lufs(audio: torch.Tensor, sample_rate: int) -> float:
@@ -134,10 +159,9 @@ def _make_clips(track, output, sample_rate: int, seconds: float, residual_lufs: 
         raise ValueError(
             f"track and output must be (C, T) audio of one shape, got {tuple(track.shape)} and {tuple(output.shape)}"
         )
-    track, output = track.detach().double().cpu(), output.detach().double().cpu()
+    track, output = track.detach().cpu(), output.detach().cpu()
     part = loudest_excerpt(track, sample_rate, seconds)
-    _, residual = drl.level_match(track, output)
-    x, y, d = track[:, part], output[:, part], residual[:, part]
+    x, y, d = track[:, part].double(), output[:, part].double(), matched_residual(track, output, part)
     x_lufs, y_lufs = _lufs(x, sample_rate), _lufs(y, sample_rate)
     if not (math.isfinite(x_lufs) and math.isfinite(y_lufs)):
         raise ValueError("the loudest passage of the input or the output is silent: nothing to listen to")

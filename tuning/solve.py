@@ -158,12 +158,12 @@ def solve_target(
     def loudness_at(gain_db: float) -> float:
         nonlocal renders
         set_value(processor, level_param, gain_db)
+        last.clear()  # the previous render goes before the next one is made
         output = render_fn(processor, audio)
         renders += 1
         lufs = float(drl.integrated_loudness(output, sample_rate))
         if not math.isfinite(lufs):
             lufs = -200.0  # everything gated away: far too quiet
-        last.clear()
         last.update(gain=gain_db, output=output, lufs=lufs)
         points.append((gain_db, lufs))
         return lufs
@@ -184,7 +184,7 @@ def solve_target(
                 f"{ceiling_param} at its minimum of {ceiling_spec.min:g} dB"
             )
         set_value(processor, ceiling_param, ceiling)
-        start = gain
+        start, output = gain, None  # rendered again at the lower ceiling: hold no stale render meanwhile
     return Solution(output, lufs, peak, dict(processor.values()), renders, local_slope(points, gain))
 
 
