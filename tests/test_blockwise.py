@@ -10,10 +10,12 @@ import torch
 import drl
 import drl.bands
 import drl.fft
+import drl.nmr
 import tuning.clips
 from drl.bands import band_energies, band_weights
 from drl.fft import overlap_save, overlap_save_blocks
 from drl.loudness import loudness_summary
+from drl.nmr import MaskedReference
 from drl.peak import interpolated_peak, true_peak_oversample
 from processors import functional as Fn
 from tuning.baseline import baseline_chain
@@ -186,3 +188,13 @@ def test_saturator_in_place_without_a_gradient(oversample):
         in_place, one_pass(lambda y: Fn.saturate_bct(y, *params, oversample=oversample, unity_gain=True), x)
     )
     assert torch.equal(x, music((2, 2, 3000), seed=10))  # the input is left alone
+
+
+def test_masked_reference_kept_in_one_allocation(monkeypatch):
+    monkeypatch.setattr(drl.nmr, "CHUNK_FRAMES", 8)  # 60 frames of 1024 samples: 8 chunks
+    x = music((2, 30000), seed=13)
+    y = 0.8 * x + 0.01 * music((2, 30000), seed=14)
+    masked = MaskedReference(x, 48000)
+    assert len(masked.chunks) == 8
+    assert len({chunk.spectrum.untyped_storage().data_ptr() for chunk in masked.chunks}) == 1
+    assert torch.equal(masked.nmr_db(y), drl.nmr_db(x, y, 48000))
