@@ -19,18 +19,24 @@ INFRASOUND_HZ = 20.0
 def dc_offset(audio: torch.Tensor) -> torch.Tensor:
     """The mean of each channel of ``audio`` ((T,), (C, T) or (B, C, T)): shape ``audio.shape[:-1]``, float64."""
     audio = check_audio(audio, "audio")
-    return audio.double().mean(dim=-1)
+    rows = audio.reshape(-1, audio.shape[-1])  # one channel in float64 at a time
+    return torch.stack([row.double().mean() for row in rows]).reshape(audio.shape[:-1])
 
 
 def infrasound_share(audio: torch.Tensor, sample_rate: int, below_hz: float = INFRASOUND_HZ) -> torch.Tensor:
     """The share (0..1) of the energy of ``audio`` below ``below_hz`` (DC included), over all channels of each
-    item: a scalar, or ``(B,)`` for ``(B, C, T)``. Exact brick-wall split of one FFT (:mod:`drl.bands`)."""
-    audio = check_audio(audio, "audio").double()
+    item: a scalar, or ``(B,)`` for ``(B, C, T)``. Exact brick-wall split of one FFT per channel, in float64
+    (:mod:`drl.bands`)."""
+    audio = check_audio(audio, "audio")
     sample_rate = check_sample_rate(sample_rate)
     check_number("below_hz", below_hz, 0.0, sample_rate / 2, unit="Hz", low_open=True, high_open=True)
-    weights = band_weights(audio.shape[-1], sample_rate, [(0.0, below_hz)], dtype=audio.dtype, device=audio.device)
-    low = band_energies(audio, weights)[0]
-    total = energy(audio)
+    weights = band_weights(audio.shape[-1], sample_rate, [(0.0, below_hz)], dtype=torch.float64, device=audio.device)
+    low, total = [], []
+    for row in audio.reshape(-1, audio.shape[-1]):  # one channel in float64 at a time
+        row = row.double()
+        low.append(band_energies(row, weights)[0])
+        total.append(energy(row))
+    low, total = torch.stack(low).reshape(audio.shape[:-1]), torch.stack(total).reshape(audio.shape[:-1])
     dims = tuple(range(max(audio.ndim - 2, 0), audio.ndim - 1))  # the channel axis, if any
     if dims:
         low, total = low.sum(dim=dims), total.sum(dim=dims)

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from drl.checks import check_audio, check_sample_rate, to_batch_channels_time
+from drl.fft import records_gradient
 from drl.filtering import SOSFilter
 from drl.peak import sample_peak, true_peak
 
@@ -222,9 +223,10 @@ class Loudness(nn.Module):
         return self._windowed(self._weighted_squares(audio), window)
 
     def _weighted_squares(self, audio: torch.Tensor) -> torch.Tensor:
-        """The squared K-weighted audio, ``(B, C, T)``, for :meth:`_windowed` (checked ``audio``)."""
+        """The squared K-weighted audio, ``(B, C, T)``, for :meth:`_windowed` (checked ``audio``); squared in
+        place when no gradient is recorded (one copy of the audio instead of two)."""
         filtered = self.k_filter(to_batch_channels_time(audio))
-        return filtered * filtered
+        return filtered * filtered if records_gradient(filtered) else filtered.mul_(filtered)
 
     def _windowed(self, squares: torch.Tensor, window: int) -> torch.Tensor:
         """Channel-weighted means of ``squares (B, C, T)`` per window: ``(B, n_windows)`` float64."""

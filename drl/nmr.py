@@ -127,6 +127,21 @@ def _reference_chunks(x: torch.Tensor, setup: Analysis, calibration: torch.Tenso
         yield ReferenceChunk(spectrum[:, skip:], squares[:, skip:].sum(dim=-1, keepdim=True), threshold[:, skip:])
 
 
+def _kept_chunks(x: torch.Tensor, setup: Analysis, calibration: torch.Tensor) -> list[ReferenceChunk]:
+    """Every :class:`ReferenceChunk` of ``x`` ``(N, T)``, copied into three tensors allocated once: views of
+    them, which go back to the system as a whole when freed (the allocator keeps chunk-sized pieces)."""
+    n_frames = 1 + x.shape[-1] // setup.hop  # as Analysis.frames cuts them
+    store, kept = None, []
+    for start, chunk in zip(range(0, n_frames, CHUNK_FRAMES), _reference_chunks(x, setup, calibration)):
+        if store is None:
+            store = ReferenceChunk(*(t.new_empty(t.shape[0], n_frames, t.shape[-1]) for t in chunk))
+        views = ReferenceChunk(*(whole[:, start : start + chunk.spectrum.shape[1]] for whole in store))
+        for view, value in zip(views, chunk):
+            view.copy_(value)
+        kept.append(views)
+    return kept
+
+
 def _ratio_sum(
     reference: ReferenceChunk,
     frames_y: torch.Tensor,
@@ -164,7 +179,7 @@ class MaskedReference:
         self.x = reference.reshape(-1, reference.shape[-1])
         self.energy = energy(self.x)
         self.calibration = _calibration(reference, check_listening_level(listening_level_db))
-        self.chunks = list(_reference_chunks(self.x, self.setup, self.calibration))
+        self.chunks = _kept_chunks(self.x, self.setup, self.calibration)
 
     def noise_to_mask(self, processed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(mean_{k,b} R_kb / (g_k^2 M_kb), 1)`` of ``processed`` (the reference's shape), float64, unchecked."""

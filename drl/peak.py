@@ -12,7 +12,10 @@ Annex's 48-tap example filter because:
 - it interpolates a sine to within -47 dB (0.04 dB) up to 0.45 fs and -51 dB up to 0.4 fs; the Annex
   filter's phases have gains of -0.02 to +0.22 dB through the passband and -2.1 dB at 0.45 fs.
 Each phase is scaled to unit DC gain. Samples outside the signal count as silence. The phases run as
-overlap-save FFTs (frames of 8192 samples; differentiable through ``torch.fft``, on any device).
+overlap-save FFTs (frames of 8192 samples; differentiable through ``torch.fft``, on any device). Without a
+gradient to record, the hard true peak and :func:`interpolated_peak` take the interpolated values block by
+block (:func:`drl.fft.overlap_save_blocks`) and keep only their maxima, so their memory does not grow with
+the oversampling factor: the same values as the whole signal at once.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import torch
 from torch import nn
 
 from drl.checks import check_audio, check_number, check_sample_rate
-from drl.fft import overlap_save
+from drl.fft import overlap_save, overlap_save_blocks, records_gradient
 
 _TAPS_PER_SIDE = 16
 _KAISER_BETA = 5.0
@@ -104,8 +107,37 @@ def _between(audio: torch.Tensor, spectra: torch.Tensor) -> torch.Tensor:
     reversed taps, 16 samples late.
     """
     length = audio.shape[-1]
-    delayed = overlap_save(nn.functional.pad(audio, (0, _TAPS_PER_SIDE)), spectra, _FRAME, 2 * _TAPS_PER_SIDE)
+    delayed = overlap_save(audio, spectra, _FRAME, 2 * _TAPS_PER_SIDE, length + _TAPS_PER_SIDE)
     return delayed[..., _TAPS_PER_SIDE : _TAPS_PER_SIDE + length]
+
+
+def _between_blocks(audio: torch.Tensor, spectra: torch.Tensor):
+    """:func:`_between` block by block: ``(start, piece)`` pairs, ``piece`` ``(..., factor - 1, n)`` the values
+    at input samples ``start .. start + n - 1``."""
+    length = audio.shape[-1]
+    blocks = overlap_save_blocks(audio, spectra, _FRAME, 2 * _TAPS_PER_SIDE, length + _TAPS_PER_SIDE)
+    for start, piece in blocks:
+        skip = max(0, _TAPS_PER_SIDE - start)
+        if piece.shape[-1] > skip:
+            yield start + skip - _TAPS_PER_SIDE, piece[..., skip:]
+
+
+def interpolated_peak(audio: torch.Tensor, sample_rate: int) -> torch.Tensor:
+    """The largest magnitude at times ``n + p / factor``, ``p = 0 .. factor - 1`` (the oversampled points from
+    each input sample up to the next): ``audio.shape``, at least ``|audio|``. ``audio`` ``(T,)``, ``(C, T)``
+    or ``(B, C, T)`` float; differentiable (the gradient reaches the largest point, shared among equals)."""
+    audio = check_audio(audio)
+    factor = oversampling_factor(sample_rate)
+    if factor == 1:
+        return audio.abs()
+    spectra = _phase_spectra(factor, audio.device, audio.dtype)
+    if records_gradient(audio):
+        return torch.cat([audio.abs().unsqueeze(-2), _between(audio, spectra).abs()], dim=-2).amax(dim=-2)
+    peak = audio.abs()
+    for start, piece in _between_blocks(audio, spectra):
+        part = peak[..., start : start + piece.shape[-1]]
+        torch.maximum(part, piece.abs().amax(dim=-2), out=part)
+    return peak
 
 
 def _amplitude_db(amplitude: torch.Tensor) -> torch.Tensor:
@@ -149,8 +181,16 @@ def true_peak(
     temperature_db = _check_temperature(temperature_db)
     audio = check_audio(audio)
     factor = oversampling_factor(sample_rate)
-    between = None if factor == 1 else _between(audio, _phase_spectra(factor, audio.device, audio.dtype))
-    return _peak_db(audio, between, smooth, temperature_db)
+    if factor == 1:
+        return _peak_db(audio, None, smooth, temperature_db)
+    spectra = _phase_spectra(factor, audio.device, audio.dtype)
+    if smooth or records_gradient(audio):
+        return _peak_db(audio, _between(audio, spectra), smooth, temperature_db)
+    hard = torch.zeros(audio.shape[:-1], dtype=audio.dtype, device=audio.device)
+    for start, piece in _between_blocks(audio, spectra):
+        hard = torch.maximum(hard, audio[..., start : start + piece.shape[-1]].abs().amax(dim=-1))
+        hard = torch.maximum(hard, piece.abs().amax(dim=(-2, -1)))
+    return _amplitude_db(hard)
 
 
 def sample_peak(audio: torch.Tensor) -> torch.Tensor:

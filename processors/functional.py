@@ -14,8 +14,9 @@ import numpy as np
 import torch
 
 from drl.checks import check_audio, check_number, check_sample_rate, from_batch_channels_time, to_batch_channels_time
+from drl.fft import records_gradient
 from drl.filtering import sosfilt
-from drl.peak import true_peak_oversample
+from drl.peak import interpolated_peak, oversampling_factor
 from processors import kernels
 from processors.oversampling import downsample, upsample
 
@@ -109,11 +110,15 @@ def saturate_bct(x, drive_db, bias, mix, output_db, *, oversample: int = 1, unit
     post = _col(db_to_amplitude(output_db))
     if unity_gain:  # the small-signal slope of tanh(g x + b) is g sech^2(b)
         post = post / (g * (1.0 - torch.tanh(b) ** 2))
-    wet = upsample(x, oversample)
-    wet = torch.tanh(g * wet + b) - torch.tanh(b)
-    wet = downsample(wet, oversample)
     m = _col(mix)
-    return m * post * wet + (1.0 - m) * x
+    wet = upsample(x, oversample)
+    if records_gradient(x, g, b, post, m):
+        wet = torch.tanh(g * wet + b) - torch.tanh(b)
+        wet = downsample(wet, oversample)
+        return m * post * wet + (1.0 - m) * x
+    # without a gradient, the same operations in place: two signal-sized buffers instead of four
+    wet = downsample((g * wet).add_(b).tanh_().sub_(torch.tanh(b)), oversample)
+    return wet.mul_(m * post).add_((1.0 - m) * x)
 
 
 def saturate(x, drive_db, bias=0.0, mix=1.0, output_db=0.0, *, oversample: int = 1, unity_gain: bool = False):
@@ -259,15 +264,18 @@ def compress(
 def peak_envelope(x, sample_rate, true_peak=False, stereo_link=True):
     """What the limiter holds under its ceiling: per-sample peak |x| of (B, C, T) audio, in true-peak mode the
     maximum over the oversampled points of [n-1, n+1); the maximum over channels when linked (B, 1, T).
-    Proportional to any gain of ``x``, so the envelope of ``g * x`` is ``|g|`` times that of ``x``."""
-    peak = x.abs()
-    if true_peak:
-        over, factor = true_peak_oversample(x, sample_rate)
-        if factor > 1:
-            b, c, t = x.shape
-            inter = over.abs().reshape(b, c, t, factor).amax(dim=-1)
+    Proportional to any gain of ``x``, so the envelope of ``g * x`` is ``|g|`` times that of ``x``. Without a
+    gradient to record it holds two copies of ``x`` at most (the oversampled points are taken block by block)."""
+    if true_peak and oversampling_factor(sample_rate) > 1:
+        inter = interpolated_peak(x, sample_rate)  # the points of [n, n+1), at least |x|
+        if records_gradient(x):
             previous = torch.nn.functional.pad(inter[..., :-1], (1, 0))
-            peak = torch.maximum(peak, torch.maximum(inter, previous))
+            peak = torch.maximum(x.abs(), torch.maximum(inter, previous))
+        else:  # the same maxima in place: inter >= |x| already
+            peak = inter
+            torch.maximum(peak[..., 1:], inter[..., :-1].clone(), out=peak[..., 1:])
+    else:
+        peak = x.abs()
     return peak.amax(dim=1, keepdim=True) if stereo_link else peak
 
 

@@ -65,7 +65,8 @@ def _level_statistics(audio: torch.Tensor, sample_rate: int, window_ms: float) -
     if usable == 0:
         power = audio.double().square().mean()[None]
     else:
-        power = audio[:, :usable].double().square().reshape(audio.shape[0], -1, window).mean(dim=(0, 2))
+        squares = audio[:, :usable].to(torch.float64, copy=True).square_()  # one float64 copy, squared in place
+        power = squares.reshape(audio.shape[0], -1, window).mean(dim=(0, 2))
     level = 10 * torch.log10(power.clamp_min(1e-20))
     level = level[level > -70.0]
     if level.numel() == 0:

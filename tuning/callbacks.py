@@ -14,7 +14,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
 
 from drl.checks import check_number
-from tuning.clips import listening_clips, wav_bytes
+from tuning.clips import listening_clips, matched_residual, wav_bytes
 from tuning.figures import compressor_curve_figure, gain_reduction_figure, spectrum_figure
 from tuning.results import summary_table
 from tuning.solve import TOL_LU
@@ -118,7 +118,7 @@ class MediaLogger(L.Callback):
             add_audio_clip(writer, f"{prefix}audio/{tag}", getattr(clips, tag), rate, step, clips.describe(tag))
 
         part = clips.part
-        residual = clips.residual_of(track, output)
+        residual = matched_residual(track, output, dtype=torch.float32)
         figures = {
             "figures/gain_reduction": gain_reduction_figure(processor, track[:, part], rate, clips.start_s),
             "figures/residual_spectrum": spectrum_figure(track, output, residual, rate),

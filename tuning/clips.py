@@ -16,8 +16,8 @@ import soundfile as sf
 import torch
 
 import drl
-from drl.checks import check_number, energy
-from drl.metric import dot
+from drl.checks import check_number
+from drl.fft import BLOCK_SAMPLES
 from tuning.audio import loudest_start
 
 #: The level the residual is brought to (LUFS): near the matched clips, so that it can be heard at all.
@@ -34,6 +34,30 @@ def loudest_excerpt(audio: torch.Tensor, sample_rate: int, seconds: float) -> sl
         return slice(0, length)
     start = loudest_start(audio.detach().cpu(), sample_rate, length, momentary=True)
     return slice(start, start + length)
+
+
+def matched_residual(
+    track: torch.Tensor, output: torch.Tensor, part: slice = slice(None), dtype: torch.dtype = torch.float64
+) -> torch.Tensor:
+    """What DRL measures, for listening and figures: ``output`` minus the per-channel least-squares gain times
+    ``track`` (both (C, T); the gain over the whole track), on ``part`` of it, in ``dtype``. As
+    :func:`drl.level_match` of float64 copies, but the float64 work runs block by block (no float64 copy of
+    a whole track), so its sums round differently in the last bits."""
+    track, output = track.detach().cpu(), output.detach().cpu()
+    cross = torch.zeros(track.shape[:-1], dtype=torch.float64)
+    power = torch.zeros_like(cross)
+    for first in range(0, track.shape[-1], BLOCK_SAMPLES):
+        x, y = track[..., first : first + BLOCK_SAMPLES].double(), output[..., first : first + BLOCK_SAMPLES].double()
+        cross += (x * y).sum(dim=-1)
+        power += x.square().sum(dim=-1)
+    gain = (cross / power)[..., None]
+    start, stop, _ = part.indices(track.shape[-1])
+    residual = torch.empty(*track.shape[:-1], max(stop - start, 0), dtype=dtype)
+    for first in range(start, stop, BLOCK_SAMPLES):
+        last = min(first + BLOCK_SAMPLES, stop)
+        x, y = track[..., first:last].double(), output[..., first:last].double()
+        residual[..., first - start : last - start] = torch.addcmul(y, x, -gain)
+    return residual
 
 
 def _lufs(audio: torch.Tensor, sample_rate: int) -> float:
@@ -61,13 +85,6 @@ class Clips:
     residual_gain_db: float
     residual_own_lufs: float | None  # where the residual sits before it is raised
     residual_peak_limited: bool  # its peak kept it below the level asked for
-    match_gain: torch.Tensor  # (C,) float64: the least-squares gain per channel over the whole track
-
-    def residual_of(self, track: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
-        """The whole residual (C, T) of ``track`` and ``output`` (the clips' own): ``output`` minus the gain-matched
-        ``track``, in their dtype."""
-        gain = self.match_gain.to(device=track.device, dtype=track.dtype)[:, None]
-        return output.detach() - gain * track.detach()
 
     @property
     def part(self) -> slice:
@@ -144,10 +161,7 @@ def _make_clips(track, output, sample_rate: int, seconds: float, residual_lufs: 
         )
     track, output = track.detach().cpu(), output.detach().cpu()
     part = loudest_excerpt(track, sample_rate, seconds)
-    # the gain over the whole track (float64 sums), the residual only where the clips lie
-    match_gain = dot(track, output) / energy(track)
-    x, y = track[:, part].double(), output[:, part].double()
-    d = y - match_gain[:, None] * x
+    x, y, d = track[:, part].double(), output[:, part].double(), matched_residual(track, output, part)
     x_lufs, y_lufs = _lufs(x, sample_rate), _lufs(y, sample_rate)
     if not (math.isfinite(x_lufs) and math.isfinite(y_lufs)):
         raise ValueError("the loudest passage of the input or the output is silent: nothing to listen to")
@@ -181,7 +195,6 @@ def _make_clips(track, output, sample_rate: int, seconds: float, residual_lufs: 
         d_gain,
         d_own_level,
         limited,
-        match_gain,
     )
 
 

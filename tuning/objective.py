@@ -275,10 +275,12 @@ class Objective(nn.Module):
         return float(w.objective_drl_db(measures))
 
     def _masked_reference(self, reference: torch.Tensor) -> MaskedReference:
-        """The reference's half of the NMR, kept for the last two reference tensors (a track and its excerpt)."""
+        """The reference's half of the NMR, kept for the last reference tensor only: the whole track's (about two
+        copies of it) goes as soon as the excerpt is scored again, and the excerpt's is cheap to make."""
         for kept, masked in self._masked:
             if kept is reference:
                 return masked
+        self._masked = []  # the old one goes before the new one is made
         masked = MaskedReference(reference, self.sample_rate)
-        self._masked = [(reference, masked), *self._masked][:2]
+        self._masked = [(reference, masked)]
         return masked

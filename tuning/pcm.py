@@ -43,9 +43,14 @@ def tpdf_quantise(audio: np.ndarray, bits: int, seed: int) -> np.ndarray:
     dither from a generator seeded by ``seed`` (the same seed, the same dither); clipped to the code range."""
     scale = 2.0 ** (bits - 1)
     rng = np.random.default_rng(seed)
-    dither = rng.random(audio.shape) - rng.random(audio.shape)  # triangular on (-1, 1) LSB
-    codes = np.floor(audio * scale + dither + 0.5)
-    return np.clip(codes, -scale, scale - 1).astype(np.int64)
+    dither = rng.random(audio.shape)
+    dither -= rng.random(audio.shape)  # triangular on (-1, 1) LSB
+    codes = audio * scale  # floor(audio * scale + dither + 0.5) in place: two signal-sized buffers, not five
+    codes += dither
+    del dither
+    codes += 0.5
+    np.floor(codes, out=codes)
+    return np.clip(codes, -scale, scale - 1, out=codes).astype(np.int64)
 
 
 def write_audio(
@@ -69,12 +74,11 @@ def write_audio(
     subtype, bits = FORMATS[check_format(fmt)]
     if path.exists():
         raise ValueError(f"refusing to overwrite {path}: choose another output file or folder")
-    data = audio.detach().cpu()
     info = {"format": fmt, "subtype": subtype, "dither": None, "dither_seed": None, "trim_db": 0.0}
     if bits is None:
-        written = data.float().numpy()
+        written = audio.detach().cpu().float().numpy()
     else:
-        data = data.double()
+        data = audio.detach().cpu().double()
         lsb = 2.0 ** (1 - bits)
         trim_db = 0.0
         for _ in range(MAX_TRIMS):

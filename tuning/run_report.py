@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from tuning.clips import RESIDUAL_LUFS, listening_clips, wav_bytes
+from tuning.clips import RESIDUAL_LUFS, listening_clips, matched_residual, wav_bytes
 from tuning.figures import (
     compressor_curve_figure,
     gain_reduction_figure,
@@ -182,7 +182,7 @@ def render_report(
     content), the tuned ``processor`` (one setting, at its final values) and the objective at each validation
     (``history``: (step, dB or None))."""
     clips = listening_clips(track, output, sample_rate, excerpt_s, residual_lufs)
-    residual = clips.residual_of(track, output)
+    residual = matched_residual(track, output, dtype=torch.float32)  # the spectrum takes float32
     out, target = metrics["output"], metrics.get("target") or {}
     selected = metrics.get("selected")
     best_step = metrics.get("best_step") if isinstance(metrics.get("best_step"), int) else None

@@ -161,12 +161,12 @@ def solve_target(
     def loudness_at(gain_db: float) -> float:
         nonlocal renders
         set_value(processor, level_param, gain_db)
+        last.clear()  # the previous render goes before the next one is made
         output = render_fn(processor, audio)
         renders += 1
         lufs = float(drl.integrated_loudness(output, sample_rate))
         if not math.isfinite(lufs):
             lufs = -200.0  # everything gated away: far too quiet
-        last.clear()
         last.update(gain=gain_db, output=output, lufs=lufs)
         points.append((gain_db, lufs))
         return lufs
@@ -191,6 +191,7 @@ def solve_target(
         slope = local_slope(points, gain) or slope
         points.clear()  # another ceiling: another loudness curve
         start = gain + ceiling_gain_step(lowered, slope)
+        output = None  # rendered again at the lower ceiling: hold no stale render meanwhile
     return Solution(output, lufs, peak, dict(processor.values()), renders, local_slope(points, gain) or slope)
 
 
