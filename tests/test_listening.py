@@ -66,8 +66,6 @@ def test_clips_are_loudness_matched_and_the_residual_raised(tuned):
     _, residual = drl.level_match(track, output)
     own = lufs(residual[:, clips.part])
     assert clips.residual_own_lufs == pytest.approx(own) and clips.residual_gain_db == pytest.approx(-23.0 - own)
-    whole = clips.residual_of(track, output)
-    assert torch.allclose(whole.double(), residual.double(), atol=1e-6 * float(output.abs().max()))
     assert torch.equal(clips.input, track[:, clips.part])
     assert "-23.0 LUFS" in clips.describe("residual") and f"{own:.1f} LUFS" in clips.describe("residual")
     assert f"{clips.matched_lufs:.1f} LUFS" in clips.describe("output") and "turned down" in clips.describe("output")
