@@ -314,6 +314,9 @@ def test_a_target_met_by_a_gain_alone_is_answered_without_training(compose_confi
     assert params["compressor"]["ratio"] == 1.0 and params["saturator"]["mix"] == 0.0
     assert not (run / "checkpoints").exists()
     assert "nothing was trained" in capsys.readouterr().out
+    page = (run / "report.html").read_text()  # the idle stages' figures left out, the clips and spectra kept
+    assert "No run: a gain alone met the target." in page and "gain reduction over time" not in page
+    assert "power spectra of input, output and residual" in page and page.count("<audio") == 3
 
 
 def test_a_gain_alone_never_imports_lightning(tmp_path):

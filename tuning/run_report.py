@@ -224,14 +224,18 @@ def render_report(
             )
         )
     label = _objective_label(out)
-    objective = _figure(
-        objective_figure(
-            history, out.get("objective_drl_db"), metrics.get("baseline_objective_drl_db"), label, best_step
-        ),
-        "objective over the run",
-        f"The {label} of each validation (whole track, solved onto the target) against the training step; "
-        "the star is the result (at the step its settings come from; the final solve may lower the ceiling), "
-        "the dashed line the gain + limiter baseline.",
+    objective = (
+        _figure(
+            objective_figure(
+                history, out.get("objective_drl_db"), metrics.get("baseline_objective_drl_db"), label, best_step
+            ),
+            "objective over the run",
+            f"The {label} of each validation (whole track, solved onto the target) against the training step; "
+            "the star is the result (at the step its settings come from; the final solve may lower the "
+            "ceiling), the dashed line the gain + limiter baseline.",
+        )
+        if stages_act
+        else "<p>No run: a gain alone met the target.</p>"
     )
     title = f"drl-tune: {html.escape(name)}"
     return f"""<!doctype html>
