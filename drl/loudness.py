@@ -353,7 +353,7 @@ def read_levels(audio: torch.Tensor, sample_rate: int, channel_weights=None) -> 
     lengths, its true peak (BS.1770-4 Annex 2) and sample peak. No gradient."""
     audio = check_audio(audio)
     if audio.ndim == 3:
-        raise ValueError(f"loudness_summary takes (T,) or (C, T) audio, got shape {tuple(audio.shape)}")
+        raise ValueError(f"loudness_summary and read_levels take (T,) or (C, T) audio, got shape {tuple(audio.shape)}")
     dtype = audio.dtype if audio.dtype in (torch.float32, torch.float64) else torch.float32
     with torch.no_grad():
         meter = _meter_for(sample_rate, channel_weights)
