@@ -106,7 +106,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
 
     from tuning.callbacks import ObjectiveHistory
 
-    quiet_lightning(bool(cfg.get("verbose", False)))
+    quiet_lightning(bool(cfg.get("verbose", False)))  # after the import, which sets its loggers' levels
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)  # nothing before this draws from the global RNG
     trainer = make_trainer(cfg, job.tol_lu, run_name(job))
     if not trainer.is_global_zero:  # a DDP process of its own: its own log (Hydra job train_ddp_process_<rank>)
