@@ -1,8 +1,10 @@
-"""Test signals for the DRL tests: pink noise and a dense synthetic music mix (numpy float64)."""
+"""Test signals: pink noise and a dense synthetic music mix (numpy float64), and stereo noise in sections of
+set levels (torch float32) for the tuning tests."""
 
 from functools import lru_cache
 
 import numpy as np
+import torch
 
 
 def pink_noise(n: int, seed: int, channels: int = 1, rms: float = 0.1) -> np.ndarray:
@@ -45,3 +47,12 @@ def _music(seconds, sample_rate, seed, channels, rms):
         for c in range(channels):
             out[c, first : first + len(tt)] += 0.3 * bass + 0.5 * kick + 0.1 * (0.7 + 0.3 * c) * hat + chord
     return out / np.sqrt((out**2).mean(axis=-1, keepdims=True)) * rms
+
+
+def sectioned_noise(levels_db, block_s: float, sample_rate: int, seed: int = 0, dc_offset: float = 0.0):
+    """Stereo noise (2, T), float32, in blocks of ``block_s`` seconds at ``levels_db`` (dBFS RMS each), plus
+    ``dc_offset``."""
+    gen = torch.Generator().manual_seed(seed)
+    n = round(block_s * sample_rate)
+    parts = [10 ** (level / 20) * torch.randn(2, n, generator=gen) for level in levels_db]
+    return torch.cat(parts, dim=-1) + dc_offset

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from drl_test_signals import sectioned_noise
 
 import drl
 from tuning.baseline import GainLimiterRenders, baseline_chain, run_baseline
@@ -12,12 +13,9 @@ RATE = 8000
 TARGET = Target(-14.0, -1.0)
 
 
-def sectioned(levels_db, block_s=5.0, seed=0):
+def sectioned(levels_db, block_s=5.0):
     """Stereo noise in blocks of ``block_s`` at the given levels (dBFS RMS), with a small DC offset."""
-    gen = torch.Generator().manual_seed(seed)
-    n = round(block_s * RATE)
-    parts = [10 ** (level / 20) * torch.randn(2, n, generator=gen) for level in levels_db]
-    return torch.cat(parts, dim=-1) + 0.001
+    return sectioned_noise(levels_db, block_s, RATE, dc_offset=0.001)
 
 
 def test_a_short_track_is_its_own_excerpt():

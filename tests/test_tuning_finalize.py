@@ -5,6 +5,7 @@ from dataclasses import replace
 
 import pytest
 import torch
+from drl_test_signals import sectioned_noise
 
 import drl
 from processors import Chain, Gain, Limiter, Saturator
@@ -17,17 +18,11 @@ RATE = 8000
 TARGET = Target(-14.0, -1.0)
 
 
-def sectioned(levels_db, block_s=2.0, seed=0):
-    """Stereo noise in blocks of ``block_s`` at the given levels (dBFS RMS)."""
-    gen = torch.Generator().manual_seed(seed)
-    n = round(block_s * RATE)
-    return torch.cat([10 ** (level / 20) * torch.randn(2, n, generator=gen) for level in levels_db], dim=-1)
-
-
 @pytest.fixture(scope="module")
 def item():
     """A 24 s track with loud and quiet sections, its 6 s excerpt retargeted by its baseline (as a job does)."""
-    track = sectioned([-30.0, -12.0, -26.0, -9.0, -24.0, -20.0, -10.0, -28.0, -22.0, -18.0, -11.0, -25.0])
+    levels = [-30.0, -12.0, -26.0, -9.0, -24.0, -20.0, -10.0, -28.0, -22.0, -18.0, -11.0, -25.0]
+    track = sectioned_noise(levels, 2.0, RATE)
     objective = Objective(RATE, TARGET, LossWeights())
     excerpt = choose_excerpt(track, RATE, TARGET, excerpt_s=6.0, block_s=2.0)
     assert not excerpt.whole
