@@ -58,29 +58,14 @@ class Limiter(Processor):
         # without the slow stage its parameter does not exist (values() does not list it)
         return self.specs if self.slow_stage else tuple(s for s in self.specs if s.name != "slow_release_ms")
 
+    def _options(self) -> dict:
+        return {"sample_rate": self.sample_rate, "true_peak": self.true_peak, "stereo_link": self.stereo_link}
+
     def _gain(self, xb, ceiling_db, release_ms, lookahead_ms, slow_release_ms=None):
-        return Fn.limiter_gain_bct(
-            xb,
-            ceiling_db,
-            release_ms,
-            lookahead_ms,
-            slow_release_ms,
-            sample_rate=self.sample_rate,
-            true_peak=self.true_peak,
-            stereo_link=self.stereo_link,
-        )
+        return Fn.limiter_gain_bct(xb, ceiling_db, release_ms, lookahead_ms, slow_release_ms, **self._options())
 
     def process(self, x, ceiling_db, release_ms, lookahead_ms, slow_release_ms=None):
-        return Fn.limit_bct(
-            x,
-            ceiling_db,
-            release_ms,
-            lookahead_ms,
-            slow_release_ms,
-            sample_rate=self.sample_rate,
-            true_peak=self.true_peak,
-            stereo_link=self.stereo_link,
-        )
+        return Fn.limit_bct(x, ceiling_db, release_ms, lookahead_ms, slow_release_ms, **self._options())
 
     def gain_reduction_db(self, x: torch.Tensor) -> torch.Tensor:
         """Gain reduction >= 0 dB: the shape of x, or 1 channel when linked."""
