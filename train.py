@@ -7,6 +7,7 @@ input files have passed the checks of :mod:`train_cli`, so bad input answers in 
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sys
@@ -105,6 +106,9 @@ def main() -> None:
         _hydra_main()
     except BAD_INPUT as error:
         fail(train_cli.explain(error, args, compose) or error)
+    # The job is done and its files are closed. Frozen objects are left out of the interpreter's last garbage
+    # collection, which would otherwise walk every object torch and Lightning made (about 0.5 s of each run).
+    gc.freeze()
 
 
 if __name__ == "__main__":
