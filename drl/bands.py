@@ -1,11 +1,15 @@
 """Exact frequency bands: brick-wall band energies from one real FFT (Parseval).
 
-Each rfft bin ``k`` owns the cell ``[(k - 1/2) df, (k + 1/2) df]`` of the positive frequency axis, clipped to
-``[0, fs/2]`` (``df = fs / T``). A band ``[low_hz, high_hz]`` takes the fraction of each cell it overlaps,
-counted twice for the negative frequencies. The weights of the whole axis then read 1 for DC, 2 inside and 1
-for the Nyquist bin of an even length, which is exactly Parseval's sum; bands that tile the axis split a bin
-lying on their common edge half and half, so their energies add up to the total; and a DC offset stays out of
-every band whose lower edge lies above ``df / 2``.
+The signal's mean is taken out first; the rest, zero-padded to ``N = fft_length(T)`` samples (the smallest
+5-smooth length at or above ``T``: ``T`` itself when it is, at most 25 % more, so that a length with a large
+prime factor costs no more than a round one), goes through one ``N``-point rfft. Each rfft bin ``k`` owns the
+cell ``[(k - 1/2) df, (k + 1/2) df]`` of the positive frequency axis, clipped to ``[0, fs/2]``
+(``df = fs / N``). A band ``[low_hz, high_hz]`` takes the fraction of each cell it overlaps, counted twice for
+the negative frequencies. The weights of the whole axis then read 1 for DC, 2 inside and 1 for the Nyquist
+bin of an even ``N``, which is exactly Parseval's sum; the mean's energy ``T mean^2`` goes to bin 0 with its
+weight. So bands that tile the axis add up to the total energy (a bin lying on their common edge is split
+half and half), and a DC offset stays out of every band whose lower edge lies above ``df / 2``, however the
+padding falls.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from collections.abc import Sequence
 import torch
 
 from drl.checks import check_sample_rate
-from drl.fft import BLOCK_SAMPLES, records_gradient
+from drl.fft import BLOCK_SAMPLES, fft_length, records_gradient
 
 DEFAULT_BANDS: list[tuple[float, float]] = [(20, 200), (200, 2000), (2000, 20000)]
 
@@ -76,13 +80,14 @@ def band_weights(
     dtype: torch.dtype = torch.float32,
     device: torch.device | str | None = None,
 ) -> torch.Tensor:
-    """Parseval weights of shape ``(len(bands), n_samples // 2 + 1)`` for the rfft bins of a length-T signal.
-
-    ``sum_k w[b, k] |X_k|^2 / T`` is the energy of ``x`` inside band ``b`` (brick-wall split).
-    """
+    """Parseval weights of shape ``(len(bands), N // 2 + 1)`` for the rfft bins of a length-``n_samples``
+    signal zero-padded to ``N = fft_length(n_samples)`` (module docstring): with ``X`` the ``N``-point rfft of
+    ``x`` minus its mean ``m``, ``sum_k w[b, k] |X_k|^2 / N + w[b, 0] T m^2`` is the energy of ``x`` inside
+    band ``b`` (:func:`band_energies`)."""
     sample_rate = check_sample_rate(sample_rate)
-    n_bins = n_samples // 2 + 1
-    bin_hz = sample_rate / n_samples
+    n_fft = fft_length(n_samples)
+    n_bins = n_fft // 2 + 1
+    bin_hz = sample_rate / n_fft
     edges = torch.tensor(bands, dtype=torch.float64, device=device).reshape(-1, 2)
     weights = torch.empty(edges.shape[0], n_bins, dtype=dtype, device=device)
     for first in range(0, n_bins, BLOCK_SAMPLES):  # float64 work in blocks: only the weights grow with the length
@@ -101,9 +106,15 @@ ROW_FFT_SAMPLES = 1 << 22
 
 
 def band_energies(signal: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Band energies ``sum_t (band-passed signal)^2`` of ``signal (..., T)``, shape ``(n_bands, ...)``; rows
-    longer than :data:`ROW_FFT_SAMPLES` one at a time."""
+    """Band energies ``sum_t (band-passed signal)^2`` of ``signal (..., T)``, shape ``(n_bands, ...)``, with
+    ``weights`` from :func:`band_weights` for ``T`` samples; rows longer than :data:`ROW_FFT_SAMPLES` one at a
+    time."""
     n_samples = signal.shape[-1]
+    if weights.shape[-1] != fft_length(n_samples) // 2 + 1:
+        raise ValueError(
+            f"band weights of {weights.shape[-1]} bins do not fit a signal of {n_samples} samples: "
+            f"make them with band_weights({n_samples}, ...)"
+        )
     if n_samples > ROW_FFT_SAMPLES and signal.ndim > 1:
         rows = [_band_energies(row, weights) for row in signal.reshape(-1, n_samples)]
         return torch.stack(rows, dim=-1).reshape(weights.shape[0], *signal.shape[:-1])
@@ -112,10 +123,14 @@ def band_energies(signal: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
 
 def _band_energies(signal: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     n_samples = signal.shape[-1]
-    spectrum = torch.fft.rfft(signal, dim=-1)
+    n_fft = fft_length(n_samples)
+    mean = signal.mean(dim=-1, keepdim=True)
+    spectrum = torch.fft.rfft(signal - mean, n=n_fft, dim=-1)
     if records_gradient(spectrum):
         power = spectrum.real.square() + spectrum.imag.square()
     else:  # the same sums, squared in place: no copies of the spectrum's size
         power = torch.view_as_real(spectrum).square_().sum(dim=-1)
-    energies = power @ weights.transpose(0, 1) / n_samples
+    # one product per band: a band's energy rounds the same whichever other bands are asked for with it
+    energies = torch.stack([power @ band for band in weights], dim=-1) / n_fft
+    energies = energies + (n_samples * mean.square()) * weights[:, 0]
     return energies.movedim(-1, 0)

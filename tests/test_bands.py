@@ -9,6 +9,7 @@ from scipy import signal as sps
 
 from drl import DEFAULT_BANDS, DRL, band_drl_db, band_key, default_bands
 from drl.bands import band_energies, band_weights, check_bands
+from drl.fft import fft_length
 
 SR = 44100
 N = 10 * SR
@@ -39,11 +40,12 @@ def brickwall_band_db(x, y, sample_rate, bands):
     return [10 * np.log10(residual_power[mask].sum() / signal_power[mask].sum()) for mask in masks]
 
 
+@pytest.mark.parametrize("n", [N, 442368])  # N = 2^3 3^2 5^3 7^2 is zero-padded to 442368 = 2^14 3^3
 @pytest.mark.parametrize("make_reference", [white, pink])
-def test_bands_match_the_brickwall_split_within_0p1_db(make_reference):
-    x = make_reference(N, seed=1)
+def test_bands_match_the_brickwall_split_within_0p1_db(make_reference, n):
+    x = make_reference(n, seed=1)
     sos = sps.butter(4, [300, 3000], btype="bandpass", fs=SR, output="sos")
-    residual = sps.sosfilt(sos, white(N, seed=2))
+    residual = sps.sosfilt(sos, white(n, seed=2))
     y = x + residual * 0.03 * x.std() / residual.std()
     values = band_drl_db(torch.tensor(x), torch.tensor(y), SR, BANDS)
     for band, value, expected in zip(BANDS, values.tolist(), brickwall_band_db(x, y, SR, BANDS)):
@@ -78,13 +80,14 @@ def test_dc_offset_does_not_leak_into_bands_above_0_hz():
         assert max(bands[1:]) < -100.0, bands
 
 
-@pytest.mark.parametrize("n", [1000, 1001, 4096, 4097])
+@pytest.mark.parametrize("n", [1000, 1001, 4096, 4097, 4125])
 def test_weights_are_parseval_and_tiling_bands_partition_the_energy(n):
     sample_rate = 8000
+    n_fft = fft_length(n)  # 1001 -> 1024, 4097 -> 4320, 4125 = 3 * 5^3 * 11 -> 4320; 1000 and 4096 as they are
     full = band_weights(n, sample_rate, [(0, 4000)], dtype=torch.float64)[0]
-    expected = torch.full_like(full, 2.0)
+    expected = torch.ones(n_fft // 2 + 1, dtype=torch.float64) * 2.0
     expected[0] = 1.0
-    if n % 2 == 0:
+    if n_fft % 2 == 0:
         expected[-1] = 1.0
     torch.testing.assert_close(full, expected)
 
@@ -93,6 +96,31 @@ def test_weights_are_parseval_and_tiling_bands_partition_the_energy(n):
     energies = band_energies(x, band_weights(n, sample_rate, tiles, dtype=torch.float64))
     torch.testing.assert_close(energies.sum(), x.square().sum())
     assert energies.shape == (4,)
+
+
+@pytest.mark.parametrize("n", [90000, 88201])  # 5-smooth, and 88201 = 193 * 457 zero-padded to 90000
+def test_a_dc_offset_stays_in_bin_0_however_the_padding_falls(n):
+    x = white(n, seed=5)
+    x -= x.mean()
+    bands = [(0, 20), (20, 200), (200, 22050)]
+    weights = band_weights(n, SR, bands, dtype=torch.float64)
+    clean = band_energies(torch.tensor(x), weights)
+    offset = band_energies(torch.tensor(x + 0.05), weights)
+    torch.testing.assert_close(offset[0] - clean[0], torch.tensor(n * 0.05**2, dtype=torch.float64), rtol=1e-9, atol=0)
+    torch.testing.assert_close(offset[1:], clean[1:], rtol=1e-9, atol=0)
+    torch.testing.assert_close(offset.sum(), torch.tensor(x + 0.05).square().sum(), rtol=1e-12, atol=0)
+
+
+def test_a_band_reads_the_same_whichever_bands_come_with_it():
+    x = torch.tensor(white(2 * 24001, seed=6), dtype=torch.float32).reshape(2, 24001)
+    alone = band_energies(x, band_weights(24001, 8000, [(100, 1000)]))[0]
+    among = band_energies(x, band_weights(24001, 8000, [(0, 100), (100, 1000), (1000, 4000), (50, 60)]))[1]
+    assert torch.equal(alone, among)
+
+
+def test_weights_of_another_length_are_refused():
+    with pytest.raises(ValueError, match=r"band_weights\(1001"):
+        band_energies(torch.zeros(1001), band_weights(1000, 8000, [(0, 100)]))
 
 
 def test_a_tone_on_a_band_edge_is_split_half_and_half():

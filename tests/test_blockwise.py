@@ -13,7 +13,7 @@ import drl.fft
 import drl.nmr
 import tuning.clips
 from drl.bands import band_energies, band_weights
-from drl.fft import overlap_save, overlap_save_blocks
+from drl.fft import fft_length, overlap_save, overlap_save_blocks
 from drl.loudness import loudness_summary
 from drl.nmr import MaskedReference
 from drl.peak import interpolated_peak, true_peak_oversample
@@ -131,8 +131,9 @@ def test_band_weights_and_energies_in_blocks(small_blocks):
     bands = [(0.0, 200.0), (200.0, 2000.0), (2000.0, 24000.0)]  # tiling the axis: Parseval
     for n in (4001, 4000):
         weights = band_weights(n, 48000, bands, dtype=torch.float64)
-        bin_hz = 48000 / n
-        centre = torch.arange(n // 2 + 1, dtype=torch.float64) * bin_hz
+        n_fft = fft_length(n)  # 4001 is padded to 4050
+        bin_hz = 48000 / n_fft
+        centre = torch.arange(n_fft // 2 + 1, dtype=torch.float64) * bin_hz
         low, high = (centre - bin_hz / 2).clamp_min(0.0), (centre + bin_hz / 2).clamp_max(24000.0)
         edges = torch.tensor(bands, dtype=torch.float64)
         expected = 2.0 * (torch.minimum(high, edges[:, 1:]) - torch.maximum(low, edges[:, :1])).clamp_min(0.0) / bin_hz

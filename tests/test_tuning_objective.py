@@ -140,7 +140,8 @@ def test_objective_measure_is_the_weighted_mean_and_plain_drl_for_plain():
     frame = drl.frame_drl_db(x, y, RATE, 20.0).mean()
     assert float(mixed["frame_drl_db"]) == pytest.approx(float(frame), abs=1e-6)
     expected = 0.25 * mixed["drl_db"] + 0.25 * mixed["band_drl_db/300_3000"] + 0.5 * mixed["frame_drl_db"]
-    assert float(mixed["objective_drl_db"]) == pytest.approx(float(expected), abs=1e-6)
+    # float32 values near -18 dB are 1.9e-6 apart: a few of those for the order of the sums
+    assert float(mixed["objective_drl_db"]) == pytest.approx(float(expected), abs=1e-5)
     assert float(mixed["objective_drl_db"]) != pytest.approx(float(mixed["drl_db"]), abs=0.1)
     objective = Objective(RATE, Target(-20, -1), weights)
     assert float(objective.measure(x, y)["objective_drl_db"]) == float(mixed["objective_drl_db"])
