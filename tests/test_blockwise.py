@@ -19,7 +19,7 @@ from drl.nmr import MaskedReference
 from drl.peak import interpolated_peak, true_peak_oversample
 from processors import functional as Fn
 from tuning.baseline import baseline_chain
-from tuning.clips import matched_residual
+from tuning.clips import listening_clips, match_gain, matched_residual
 from tuning.pcm import tpdf_quantise
 
 BLOCK = 1000  # samples per block in these tests: signals span many blocks
@@ -167,6 +167,17 @@ def test_matched_residual_in_blocks(small_blocks):
     single = matched_residual(track, output, dtype=torch.float32)
     assert single.dtype == torch.float32
     torch.testing.assert_close(single, expected.float(), rtol=0, atol=1e-7)
+
+
+def test_clips_carry_the_level_match_of_their_residual(small_blocks):
+    track = music((2, 48000), seed=7)
+    output = 0.7 * track + 0.01 * music((2, 48000), seed=8)
+    g, _ = drl.level_match(track.double(), output.double())
+    torch.testing.assert_close(match_gain(track, output), g.reshape(2, 1), rtol=1e-12, atol=0)
+    clips = listening_clips(track, output, 48000, seconds=0.5)
+    torch.testing.assert_close(clips.match_gain, match_gain(track, output), rtol=0, atol=0)
+    again = matched_residual(track, output, clips.part, gain=clips.match_gain)
+    torch.testing.assert_close(again, matched_residual(track, output, clips.part), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("bits", [16, 24])

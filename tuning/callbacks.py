@@ -118,7 +118,7 @@ class MediaLogger(L.Callback):
             add_audio_clip(writer, f"{prefix}audio/{tag}", getattr(clips, tag), rate, step, clips.describe(tag))
 
         part = clips.part
-        residual = matched_residual(track, output, dtype=torch.float32)
+        residual = matched_residual(track, output, dtype=torch.float32, gain=clips.match_gain)
         figures = {
             "figures/gain_reduction": gain_reduction_figure(processor, track[:, part], rate, clips.start_s),
             "figures/residual_spectrum": spectrum_figure(track, output, residual, rate),

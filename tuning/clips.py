@@ -36,13 +36,9 @@ def loudest_excerpt(audio: torch.Tensor, sample_rate: int, seconds: float) -> sl
     return slice(start, start + length)
 
 
-def matched_residual(
-    track: torch.Tensor, output: torch.Tensor, part: slice = slice(None), dtype: torch.dtype = torch.float64
-) -> torch.Tensor:
-    """What DRL measures, for listening and figures: ``output`` minus the per-channel least-squares gain times
-    ``track`` (both (C, T); the gain over the whole track), on ``part`` of it, in ``dtype``. As
-    :func:`drl.level_match` of float64 copies, but the float64 work runs block by block (no float64 copy of
-    a whole track), so its sums round differently in the last bits."""
+def match_gain(track: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+    """The per-channel least-squares gain of ``track`` onto ``output`` (both (C, T)), float64 (C, 1): DRL's
+    ``g``, summed block by block in float64 (no float64 copy of a whole track)."""
     track, output = track.detach().cpu(), output.detach().cpu()
     cross = torch.zeros(track.shape[:-1], dtype=torch.float64)
     power = torch.zeros_like(cross)
@@ -50,7 +46,22 @@ def matched_residual(
         x, y = track[..., first : first + BLOCK_SAMPLES].double(), output[..., first : first + BLOCK_SAMPLES].double()
         cross += (x * y).sum(dim=-1)
         power += x.square().sum(dim=-1)
-    gain = (cross / power)[..., None]
+    return (cross / power)[..., None]
+
+
+def matched_residual(
+    track: torch.Tensor,
+    output: torch.Tensor,
+    part: slice = slice(None),
+    dtype: torch.dtype = torch.float64,
+    gain: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """What DRL measures, for listening and figures: ``output`` minus the per-channel least-squares gain times
+    ``track`` (both (C, T); the gain over the whole track, :func:`match_gain`, or ``gain`` when it is known),
+    on ``part`` of it, in ``dtype``. As :func:`drl.level_match` of float64 copies, but the float64 work runs
+    block by block, so its sums round differently in the last bits."""
+    track, output = track.detach().cpu(), output.detach().cpu()
+    gain = match_gain(track, output) if gain is None else gain
     start, stop, _ = part.indices(track.shape[-1])
     residual = torch.empty(*track.shape[:-1], max(stop - start, 0), dtype=dtype)
     for first in range(start, stop, BLOCK_SAMPLES):
@@ -71,7 +82,8 @@ def _peak(audio: torch.Tensor) -> float:
 @dataclass
 class Clips:
     """The three clips, float64 (C, T) at ``sample_rate``, from sample ``start`` of the track on, with the
-    levels they play at (LUFS) and the gains (dB) that put them there."""
+    levels they play at (LUFS) and the gains (dB) that put them there, and the residual's level match over the
+    whole track (``match_gain``, (C, 1): pass it to :func:`matched_residual` for more of the residual)."""
 
     sample_rate: int
     start: int
@@ -85,6 +97,7 @@ class Clips:
     residual_gain_db: float
     residual_own_lufs: float | None  # where the residual sits before it is raised
     residual_peak_limited: bool  # its peak kept it below the level asked for
+    match_gain: torch.Tensor
 
     @property
     def part(self) -> slice:
@@ -161,7 +174,8 @@ def _make_clips(track, output, sample_rate: int, seconds: float, residual_lufs: 
         )
     track, output = track.detach().cpu(), output.detach().cpu()
     part = loudest_excerpt(track, sample_rate, seconds)
-    x, y, d = track[:, part].double(), output[:, part].double(), matched_residual(track, output, part)
+    gain = match_gain(track, output)
+    x, y, d = track[:, part].double(), output[:, part].double(), matched_residual(track, output, part, gain=gain)
     x_lufs, y_lufs = _lufs(x, sample_rate), _lufs(y, sample_rate)
     if not (math.isfinite(x_lufs) and math.isfinite(y_lufs)):
         raise ValueError("the loudest passage of the input or the output is silent: nothing to listen to")
@@ -195,6 +209,7 @@ def _make_clips(track, output, sample_rate: int, seconds: float, residual_lufs: 
         d_gain,
         d_own_level,
         limited,
+        gain,
     )
 
 

@@ -182,7 +182,7 @@ def render_report(
     content), the tuned ``processor`` (one setting, at its final values) and the objective at each validation
     (``history``: (step, dB or None))."""
     clips = listening_clips(track, output, sample_rate, excerpt_s, residual_lufs)
-    residual = matched_residual(track, output, dtype=torch.float32)  # the spectrum takes float32
+    residual = matched_residual(track, output, dtype=torch.float32, gain=clips.match_gain)  # the spectrum: float32
     out, target = metrics["output"], metrics.get("target") or {}
     selected = metrics.get("selected")
     best_step = metrics.get("best_step") if isinstance(metrics.get("best_step"), int) else None
