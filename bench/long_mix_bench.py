@@ -1,6 +1,7 @@
 """Long inputs: the default job on continuous mixes of 3, 10 and 60 minutes, its time and memory against length.
 
-    python bench/long_mix_bench.py [--minutes 3,10,60] [--rate 48000] [--timeout-s S] [--keep] [overrides ...]
+    python bench/long_mix_bench.py [--minutes 3,10,60] [--rate 48000] [--timeout-s S] [--keep] [--stages]
+                                   [overrides ...]
 
 For each length the bench synthesises a continuous mix (48 kHz stereo float WAV in a temporary folder): demo
 songs of 3 minutes (bench: tuning.audio.demo_track, a new seed and a level between -6 and 0 dB for each, so
@@ -10,7 +11,9 @@ loud and quiet songs and their quiet / groove / loud sections alternate and the 
 wall clock, the job's own seconds (metrics.json's timing_s), its peak resident memory (the child's own, from
 ``os.wait4``) and, under trainer=gpu, its peak CUDA memory. The closing table divides each by the length and
 gives the slope between consecutive lengths and a straight-line fit, so that linear growth (and the fixed
-start-up cost) can be read off. Overrides go to every run (e.g. ``trainer.max_steps=2`` for a smoke test).
+start-up cost) can be read off. With ``--stages`` each run's peak resident memory after each of its progress
+lines follows its row, to trace where memory grows. Overrides go to every run (e.g. ``trainer.max_steps=2`` for
+a smoke test).
 """
 
 from __future__ import annotations
@@ -79,6 +82,15 @@ def gib(count: int | None) -> str:
     return "-" if count is None else f"{count / 2**30:.2f}"
 
 
+def print_stages(stage_peaks: list[tuple[str, int]], audio_bytes: int) -> None:
+    """Peak resident memory after each progress line, in GiB and in copies of the input file's audio."""
+    for stage, peak in stage_peaks:
+        if peak:
+            print(f"{'':>8}{gib(peak):>7} GiB{peak / audio_bytes:>6.1f}x  {stage[:90]}")
+        else:  # over before the next sample
+            print(f"{'':>8}{'-':>7}{'':>11}  {stage[:90]}")
+
+
 def report(rows: list[dict]) -> None:
     """Per-minute figures, slopes between consecutive lengths, and a straight-line fit of time and memory."""
     rows = [r for r in rows if r["ok"]]
@@ -119,6 +131,7 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=48000, help="sample rate of the mixes, Hz")
     parser.add_argument("--timeout-s", type=float, default=None, help="stop a job after this many seconds")
     parser.add_argument("--keep", action="store_true", help="keep the mixes and run folders (path printed)")
+    parser.add_argument("--stages", action="store_true", help="print each run's peak memory after each progress line")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run (e.g. trainer=gpu)")
     args = parser.parse_args()
     try:
@@ -154,6 +167,8 @@ def main() -> None:
             )
             if not ok:
                 print(done.tail(20))
+            if args.stages:
+                print_stages(done.stage_peaks, mix.stat().st_size)
             rows.append(
                 {"minutes": minutes, "ok": ok, "wall_s": done.wall_s, "job_s": done.job_s(), "rss": done.max_rss_bytes}
             )
