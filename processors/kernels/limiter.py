@@ -323,13 +323,11 @@ def _peak_limiter_backward_1d(grad_y, x, ceiling, window, pad, alpha, g, argmin,
     grads[0] = g_ceiling
 
 
-@njit(parallel=True, cache=True)
 def _limiter_forward_cpu(g_req, window, alpha, g, argmin, ramp):
     for i in prange(g_req.shape[0]):
         _limiter_forward_blocked(g_req[i], window[i], alpha[i], g[i], argmin[i], ramp[i])
 
 
-@njit(parallel=True, cache=True)
 def _limiter_backward_cpu(grad_g, g, argmin, ramp, window, alpha, grad_req, grad_alpha):
     for i in prange(g.shape[0]):
         grad_avg = np.empty(g.shape[1], dtype=np.float64)
@@ -338,13 +336,11 @@ def _limiter_backward_cpu(grad_g, g, argmin, ramp, window, alpha, grad_req, grad
         )
 
 
-@njit(parallel=True, cache=True)
 def _peak_limiter_forward_cpu(x, ceiling, window, pad, alpha, y, g, argmin, ramp):
     for i in prange(x.shape[0]):
         _peak_limiter_forward_1d(x[i], ceiling[i], window[i], pad, alpha[i], y[i], g[i], argmin[i], ramp[i])
 
 
-@njit(parallel=True, cache=True)
 def _peak_limiter_backward_cpu(grad_y, x, ceiling, window, pad, alpha, g, argmin, ramp, grad_x, grads):
     for i in prange(x.shape[0]):
         _peak_limiter_backward_1d(
