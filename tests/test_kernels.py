@@ -473,3 +473,23 @@ def test_thread_count_follows_the_settings(monkeypatch):
         assert dispatch.cpu_threads(8, 10**6) == 1  # torch's setting holds for the kernels too
     finally:
         torch.set_num_threads(threads)
+
+
+def test_limiter_keeps_no_records_without_a_gradient():
+    """Without a gradient the limiter's forward keeps a ring of minima and one ramp element instead of records
+    along time; its outputs are the same bit for bit."""
+    x = torch.randn(2, 2, 5000)
+    x[:, :, 1000:1100] *= 4
+    q = torch.clamp(0.5 / (torch.rand(2, 5000) + 1e-3), max=1.0)
+    ceiling, window, alpha = torch.tensor([0.5, 0.8]), torch.tensor([50, 3]), torch.tensor([0.999, 0.99])
+    assert limiter.recording(x, x.clone().requires_grad_()) and not limiter.recording(x, alpha)
+    with torch.no_grad():
+        assert not limiter.recording(x.clone().requires_grad_())
+    for function, inputs, length in (
+        (limiter._PeakLimiter, (x, ceiling, window, alpha), 49 + 5000),
+        (limiter._LimiterGain, (q, window, alpha), 5000),
+    ):
+        kept, scratch = function.apply(*inputs, True), function.apply(*inputs, False)
+        assert kept[-2].shape == kept[-1].shape == (2, length)
+        assert scratch[-2].shape == (2, 128) and scratch[-1].shape == (2, 1)  # 128: a power of two >= 2 x 50
+        assert all(torch.equal(a, b) for a, b in zip(kept[:-2], scratch[:-2], strict=True))  # y (and g): the same
