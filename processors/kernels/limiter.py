@@ -161,36 +161,11 @@ def _release_block(g_req, window, alpha, g, argmin, ramp, at_mask, ramp_mask, b0
     state[1] = prev
 
 
-@njit(inline="always")
-def _adjoint_step(n, lam, leaving, g, ramp, argmin, alpha, window, g_alpha, total, at, run, grad_req):
-    """One step back in time of the ramp/release's and the moving average's adjoint at (padded) sample n, given
-    lam = dLoss/dg[n] (the future included) and leaving = dLoss/davg[n + window] (0 past the end). The samples
-    whose minimum comes from one index form a run: its share of dLoss/dg_req is summed in ``run`` and added to
-    grad_req[at] once the run ends (the same additions in the same order as adding sample by sample). Returns
-    (dLoss/davg[n], the carry to step n - 1, g_alpha, total, at, run), the last four updated."""
-    if ramp[n]:
-        ga = lam
-        carry = 0.0
-    else:
-        ga = 0.0
-        prev = g[n - 1] * 1.0 if n > 0 else 1.0
-        # rise = prev + (1 - alpha)(1 - prev): d/dalpha = prev - 1, d/dprev = alpha
-        g_alpha += lam * (prev - 1.0)
-        carry = lam * alpha
-    # d avg[n] / d min[k] = 1/window for n in [k, k + window - 1]: total holds grad_avg over [n, n + window - 1]
-    total += ga
-    total -= leaving
-    if argmin[n] != at:
-        grad_req[at] += run
-        at = argmin[n]
-        run = 0.0
-    run += total / window
-    return ga, carry, g_alpha, total, at, run
-
-
 @njit(cache=True, error_model="numpy")
 def _limiter_backward_fused(grad_g, g, argmin, ramp, window, alpha, grad_req, grad_avg, grad_alpha):
     # _limiter_backward_1d's two reverse passes in one: grad_avg[n + window] is ready when step n needs it
+    # The samples whose minimum comes from one index form a run, so its share is summed in a register and stored
+    # once the run ends (the same additions in the same order as adding into grad_req sample by sample).
     size = g.shape[0]
     carry = 0.0
     g_alpha = 0.0
@@ -199,11 +174,24 @@ def _limiter_backward_fused(grad_g, g, argmin, ramp, window, alpha, grad_req, gr
     run = 0.0
     for k in range(size):
         n = size - 1 - k
-        leaving = grad_avg[n + window] if n + window <= size - 1 else 0.0
-        ga, carry, g_alpha, total, at, run = _adjoint_step(
-            n, grad_g[n] + carry, leaving, g, ramp, argmin, alpha, window, g_alpha, total, at, run, grad_req
-        )
+        lam = grad_g[n] + carry
+        if ramp[n]:
+            ga = lam
+            carry = 0.0
+        else:
+            ga = 0.0
+            prev = g[n - 1] * 1.0 if n > 0 else 1.0
+            g_alpha += lam * (prev - 1.0)
+            carry = lam * alpha
         grad_avg[n] = ga
+        total += ga
+        if n + window <= size - 1:
+            total -= grad_avg[n + window]
+        if argmin[n] != at:
+            grad_req[at] += run
+            at = argmin[n]
+            run = 0.0
+        run += total / window
     if size > 0:
         grad_req[at] += run
     grad_alpha[0] = g_alpha
@@ -247,9 +235,9 @@ def _peak_limiter_forward_1d(x, ceiling, window, pad, alpha, y, g, argmin, ramp)
 
 @njit(cache=True, error_model="numpy")
 def _peak_limiter_backward_1d(grad_y, x, ceiling, window, pad, alpha, g, argmin, ramp, grad_x, grads):
-    # grads: d/d ceiling, d/d alpha. _limiter_backward_fused's reverse pass (the same _adjoint_step), with d/d g
-    # taken from grad_y and x block by block and the moving average's adjoint kept in a ring of more than window
-    # samples: the one array along time is d/d g_req, whose share of d/d x and d/d ceiling a last pass adds
+    # grads: d/d ceiling, d/d alpha. _limiter_backward_fused's reverse pass, with d/d g taken from grad_y and x
+    # block by block and the moving average's adjoint kept in a ring of more than window samples: the one
+    # array along time is d/d g_req, whose share of d/d x and d/d ceiling a last pass adds
     channels, size = x.shape
     length = pad + size
     grad_req = np.zeros(length)
@@ -279,11 +267,24 @@ def _peak_limiter_backward_1d(grad_y, x, ceiling, window, pad, alpha, g, argmin,
                     acc[j] += gy[j] * row[j]
         for j in range(m - 1, -1, -1):
             n = b0 + j
-            leaving = grad_avg[(n + window) & mask] if n + window <= length - 1 else 0.0
-            ga, carry, g_alpha, total, at, run = _adjoint_step(
-                n, grad_g[j] + carry, leaving, g, ramp, argmin, alpha, window, g_alpha, total, at, run, grad_req
-            )
+            lam = grad_g[j] + carry
+            if ramp[n]:
+                ga = lam
+                carry = 0.0
+            else:
+                ga = 0.0
+                prev = g[n - 1] * 1.0 if n > 0 else 1.0
+                g_alpha += lam * (prev - 1.0)
+                carry = lam * alpha
+            total += ga
+            if n + window <= length - 1:
+                total -= grad_avg[(n + window) & mask]
             grad_avg[n & mask] = ga
+            if argmin[n] != at:  # a run of samples with one minimum ends (as in _limiter_backward_fused)
+                grad_req[at] += run
+                at = argmin[n]
+                run = 0.0
+            run += total / window
     grad_req[at] += run
     grads[1] = g_alpha
     # g_req = ceiling / det where det > ceiling: d/d ceiling = 1 / det, d/d det = -ceiling / det^2, shared among
