@@ -46,7 +46,7 @@ def launch_cuda(name: str, n_signals: int, *args) -> None:
     )
 
 
-PARALLEL_MIN_SIGNALS = 4  # from this many signals numba's pool runs them (measured on 2 cores), below it ours
+PARALLEL_MIN_SIGNALS = 4  # from this many signals numba's pool runs them (faster than ours there on 2 cores)
 # A thread gets a share of the work only when the share holds at least this many array elements (the largest
 # array's, e.g. 2 T for stereo audio of T samples): below it handing the work over costs more than it saves
 # (measured on 2 cores: break-even near 8192 stereo samples per signal).
@@ -81,8 +81,8 @@ def run_cpu(kernel: Kernel, n_signals: int, *arrays) -> None:
     :func:`cpu_threads` threads. From PARALLEL_MIN_SIGNALS signals its ``prange`` compilation runs on numba's
     pool; below, with more than one thread, contiguous shares of the signals run its ``nogil`` compilation, one
     share on the calling thread and the others on a persistent pool of plain threads that sleep while idle
-    (numba's pool busy-waits beside torch's, which costs more than it saves on so few signals). Each signal runs
-    the same code whatever the share or the thread, so the results are the same bit for bit."""
+    (numba's pool busy-waits after each call, beside torch's). Each signal runs the same code whatever the share
+    or the thread, so the results are the same bit for bit."""
     elements = max((a.size for a in arrays if isinstance(a, np.ndarray)), default=0) // max(n_signals, 1)
     threads = cpu_threads(n_signals, elements)
     if threads == 1:
