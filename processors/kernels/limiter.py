@@ -164,37 +164,47 @@ def _release_block(g_req, window, alpha, g, argmin, ramp, at_mask, ramp_mask, b0
 @njit(cache=True, error_model="numpy")
 def _limiter_backward_fused(grad_g, g, argmin, ramp, window, alpha, grad_req, grad_avg, grad_alpha):
     # _limiter_backward_1d's two reverse passes in one: grad_avg[n + window] is ready when step n needs it
-    # The samples whose minimum comes from one index form a run, so its share is summed in a register and stored
-    # once the run ends (the same additions in the same order as adding into grad_req sample by sample).
     size = g.shape[0]
-    carry = 0.0
-    g_alpha = 0.0
-    total = 0.0
+    state = np.zeros(4)
     at = argmin[size - 1] if size > 0 else 0
-    run = 0.0
-    for k in range(size):
-        n = size - 1 - k
-        lam = grad_g[n] + carry
+    at = _reverse_block(grad_g, 0, size, size - 1, g, argmin, ramp, window, alpha, grad_avg, -1, grad_req, state, at)
+    if size > 0:
+        grad_req[at] += state[3]
+    grad_alpha[0] = state[1]
+
+
+@njit(cache=True, error_model="numpy")
+def _reverse_block(grad_g, b0, b1, last, g, argmin, ramp, window, alpha, grad_avg, mask, grad_req, state, at):
+    """The ramp/release's and the moving average's adjoint over samples b1 - 1 down to b0 (of last + 1), given
+    grad_g[n - b0] = dLoss/dg[n] without the future: dLoss/davg[n] goes to grad_avg[n & mask] (mask -1: the whole
+    array; else a ring of more than window samples), state holds (carry, g_alpha, total, run) from block to
+    block; returns ``at``, the source of the current run's minimum. The samples whose minimum comes from one
+    index form a run, so its share of dLoss/dg_req is summed in ``run`` and added to grad_req[at] once the run
+    ends (the same additions in the same order as adding into grad_req sample by sample)."""
+    carry, g_alpha, total, run = state[0], state[1], state[2], state[3]
+    for n in range(b1 - 1, b0 - 1, -1):
+        lam = grad_g[n - b0] + carry
         if ramp[n]:
             ga = lam
             carry = 0.0
         else:
             ga = 0.0
             prev = g[n - 1] * 1.0 if n > 0 else 1.0
+            # rise = prev + (1 - alpha)(1 - prev): d/dalpha = prev - 1, d/dprev = alpha
             g_alpha += lam * (prev - 1.0)
             carry = lam * alpha
-        grad_avg[n] = ga
+        # d avg[n] / d min[k] = 1/window for n in [k, k + window - 1]; d min[k] / d g_req[argmin[k]] = 1
         total += ga
-        if n + window <= size - 1:
-            total -= grad_avg[n + window]
+        if n + window <= last:
+            total -= grad_avg[(n + window) & mask]
+        grad_avg[n & mask] = ga
         if argmin[n] != at:
             grad_req[at] += run
             at = argmin[n]
             run = 0.0
         run += total / window
-    if size > 0:
-        grad_req[at] += run
-    grad_alpha[0] = g_alpha
+    state[0], state[1], state[2], state[3] = carry, g_alpha, total, run
+    return at
 
 
 BLOCK = 512  # samples per block of the fused limiter's vectorised passes (L1-resident)
@@ -247,11 +257,8 @@ def _peak_limiter_backward_1d(grad_y, x, ceiling, window, pad, alpha, g, argmin,
     mask = ring - 1
     grad_avg = np.zeros(ring)
     grad_g = np.zeros(BLOCK)
-    carry = 0.0
-    g_alpha = 0.0
-    total = 0.0
+    state = np.zeros(4)
     at = argmin[length - 1]
-    run = 0.0
     for b1 in range(length, 0, -BLOCK):
         b0 = max(b1 - BLOCK, 0)
         m = b1 - b0
@@ -265,28 +272,11 @@ def _peak_limiter_backward_1d(grad_y, x, ceiling, window, pad, alpha, g, argmin,
                 acc = grad_g[skip:m]
                 for j in range(m - skip):
                     acc[j] += gy[j] * row[j]
-        for j in range(m - 1, -1, -1):
-            n = b0 + j
-            lam = grad_g[j] + carry
-            if ramp[n]:
-                ga = lam
-                carry = 0.0
-            else:
-                ga = 0.0
-                prev = g[n - 1] * 1.0 if n > 0 else 1.0
-                g_alpha += lam * (prev - 1.0)
-                carry = lam * alpha
-            total += ga
-            if n + window <= length - 1:
-                total -= grad_avg[(n + window) & mask]
-            grad_avg[n & mask] = ga
-            if argmin[n] != at:  # a run of samples with one minimum ends (as in _limiter_backward_fused)
-                grad_req[at] += run
-                at = argmin[n]
-                run = 0.0
-            run += total / window
-    grad_req[at] += run
-    grads[1] = g_alpha
+        at = _reverse_block(
+            grad_g, b0, b1, length - 1, g, argmin, ramp, window, alpha, grad_avg, mask, grad_req, state, at
+        )
+    grad_req[at] += state[3]
+    grads[1] = state[1]
     # g_req = ceiling / det where det > ceiling: d/d ceiling = 1 / det, d/d det = -ceiling / det^2, shared among
     # the channels at the maximum (as torch.amax shares it), each with the sign of its sample
     det = np.empty(BLOCK, dtype=x.dtype)
