@@ -3,11 +3,12 @@
     python bench/whole_track_memory.py [--minutes 5] [--rate 48000]
 
 Synthesises ``--minutes`` of stereo float32 audio (the demo track repeated) and its render through the gain +
-limiter baseline, then runs each step a tuning job takes on the whole track, without a gradient as the job does,
-one after another in this process: before each the peak resident memory is reset (Linux: ``/proc/self/clear_refs``)
-and after it the rise of the peak over the memory held before is printed, divided by the audio's size (one
-copy: 2 x T float32 samples), with the step's seconds. Memory freed by an earlier step and kept by the allocator
-is reused, so a step can read below what it allocates; the figures show which steps grow with the length.
+limiter baseline (and through a sample-peak limiter, the tuned chain's kind), then runs each step a tuning job
+takes on the whole track, without a gradient as the job does, one after another in this process: before each
+the peak resident memory is reset (Linux: ``/proc/self/clear_refs``) and after it the rise of the peak over the
+memory held before is printed, divided by the audio's size (one copy: 2 x T float32 samples), with the step's
+seconds. Memory freed by an earlier step and kept by the allocator is reused, so a step can read below what it
+allocates; the figures show which steps grow with the length.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import drl  # noqa: E402
 from drl.loudness import loudness_summary  # noqa: E402
 from drl.nmr import MaskedReference  # noqa: E402
+from processors import Limiter  # noqa: E402
 from processors import functional as Fn  # noqa: E402
 from tuning.audio import Track, condition_track, demo_track  # noqa: E402
 from tuning.baseline import baseline_chain  # noqa: E402
@@ -77,6 +79,8 @@ def main() -> None:
         measure("loudness summary (+ LRA, peaks)", copy, lambda: loudness_summary(audio, rate))
         measure("limiter's true-peak envelope", copy, lambda: Fn.peak_envelope(audio[None], rate, True))
         output = measure("render: gain + limiter", copy, lambda: chain(audio))
+        sample_peak = Limiter(rate, ceiling_db=-1.0, release_ms=10.0, lookahead_ms=5.0)  # the tuned chain's kind
+        measure("render: sample-peak limiter (fused)", copy, lambda: sample_peak(audio[None]))
         measure("DRL", copy, lambda: drl.drl_db(audio, output))
         measure("band DRL (3 bands)", copy, lambda: drl.band_drl_db(audio, output, rate, drl.default_bands(rate)))
         measure("frame-wise DRL", copy, lambda: drl.frame_drl_db(audio, output, rate, 50.0))

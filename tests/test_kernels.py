@@ -278,13 +278,13 @@ def test_cuda_kernels_logic_in_simulator():
         r = rng.random((S, T)) * 10
         aa, ar = np.array([0.3, 0.5, 0.8]), np.array([0.9, 0.95, 0.7])
         s, att = np.empty((S, T)), np.empty((S, T), np.uint8)
-        smoothing._smooth_forward_cpu(r, aa, ar, s, att)
+        smoothing._FORWARD.serial(r, aa, ar, s, att)
         sg, attg = np.empty((T, S)), np.empty((T, S), np.uint8)
         k["smooth_forward"][1, 32](np.ascontiguousarray(r.T), aa, ar, sg, attg)
         assert np.abs(sg.T - s).max() < 1e-12 and (attg.T == att).all()
         gs = rng.standard_normal((S, T))
         gr, ga = np.empty((S, T)), np.empty((S, 2))
-        smoothing._smooth_backward_cpu(gs, r, s, att, aa, ar, gr, ga)
+        smoothing._BACKWARD.serial(gs, r, s, att, aa, ar, gr, ga)
         grg, gag = np.empty((T, S)), np.empty((S, 2))
         k["smooth_backward"][1, 32](np.ascontiguousarray(gs.T), np.ascontiguousarray(r.T), sg, attg, aa, ar, grg, gag)
         assert np.abs(grg.T - gr).max() < 1e-12 and np.abs(gag - ga).max() < 1e-12
@@ -293,14 +293,14 @@ def test_cuda_kernels_logic_in_simulator():
                                            [0.9, 0.95, 0.8])]
         out = [np.empty((S, T)), np.empty((S, T)), np.empty((S, T), np.uint8), np.empty((S, T), np.uint8),
                np.empty((S, T))]
-        compression._compressor_forward_cpu(det, 20.0, 1e-12, *cp, *out)
+        compression._FORWARD.serial(det, 20.0, 1e-12, *cp, *out)
         outg = [np.empty((T, S)), np.empty((T, S)), np.empty((T, S), np.uint8), np.empty((T, S), np.uint8),
                 np.empty((T, S))]
         k["compressor_forward"][1, 32](np.ascontiguousarray(det.T), 20.0, 1e-12, *cp, *outg)
         assert all(np.array_equal(o.T, c) for o, c in zip(outg, out))
         gd, gp = np.empty((S, T)), np.empty((S, 6))
         thr, ratio, knee, _, aa2, ar2 = cp
-        compression._compressor_backward_cpu(gs, gs * 0.5, det, *out, 20.0, 1e-12, thr, ratio, knee, aa2, ar2, gd, gp)
+        compression._BACKWARD.serial(gs, gs * 0.5, det, *out, 20.0, 1e-12, thr, ratio, knee, aa2, ar2, gd, gp)
         gdg, gpg = np.empty((T, S)), np.empty((S, 6))
         k["compressor_backward"][1, 32](np.ascontiguousarray(gs.T), np.ascontiguousarray(gs.T * 0.5),
                                         np.ascontiguousarray(det.T), *outg, 20.0, 1e-12, thr, ratio, knee, aa2, ar2,
@@ -309,12 +309,12 @@ def test_cuda_kernels_logic_in_simulator():
         q = np.minimum(1.0, 0.5 / (rng.random((S, T)) + 1e-3))
         w, al = np.array([1, 3, 6]), np.array([0.9, 0.5, 0.99])
         g, am, rp = np.empty((S, T)), np.empty((S, T), np.int64), np.empty((S, T), np.uint8)
-        limiter._limiter_forward_cpu(q, w, al, g, am, rp)
+        limiter._FORWARD.serial(q, w, al, g, am, rp)
         gg, amg, rpg = np.empty((T, S)), np.empty((T, S), np.int64), np.empty((T, S), np.uint8)
         k["limiter_forward"][1, 32](np.ascontiguousarray(q.T), w, al, gg, amg, rpg, np.empty((T, S), np.int64))
         assert np.abs(gg.T - g).max() < 1e-12 and (amg.T == am).all() and (rpg.T == rp).all()
         gq, galpha = np.zeros((S, T)), np.empty((S, 1))
-        limiter._limiter_backward_cpu(gs, g, am, rp, w, al, gq, galpha)
+        limiter._BACKWARD.serial(gs, g, am, rp, w, al, gq, galpha)
         gqg, galg = np.zeros((T, S)), np.empty((S, 1))
         k["limiter_backward"][1, 32](np.ascontiguousarray(gs.T), gg, amg, rpg, w, al, gqg, np.empty((T, S)), galg)
         assert np.abs(gqg.T - gq).max() < 1e-12 and np.abs(galg - galpha).max() < 1e-12
@@ -392,25 +392,104 @@ def test_cuda_matches_cpu():
     assert torch.allclose(cpu, gpu, atol=1e-12)
 
 
-def test_threaded_and_serial_paths_agree():
-    assert dispatch.PARALLEL_MIN_SIGNALS <= 6
-    r = torch.rand(6, 3000, dtype=torch.float64) * 10
-    a_att, a_rel = torch.linspace(0.5, 0.99, 6, dtype=torch.float64), torch.full((6,), 0.999, dtype=torch.float64)
-    together = kernels.smooth(r, a_att, a_rel)  # threaded
-    for i in range(6):
-        alone = kernels.smooth(r[i : i + 1], a_att[i : i + 1], a_rel[i : i + 1])  # serial
-        assert torch.equal(together[i], alone[0])
-    g_req = torch.clamp(0.5 / (torch.rand(6, 3000, dtype=torch.float64) + 1e-3), max=1.0)
-    window = torch.tensor([1, 2, 5, 20, 100, 7])
-    together = kernels.limiter_gain(g_req, window, a_att)
-    for i in range(6):
-        alone = kernels.limiter_gain(g_req[i : i + 1], window[i : i + 1], a_att[i : i + 1])
-        assert torch.equal(together[i], alone[0])
-    x = torch.randn(6, 2, 1100, dtype=torch.float64)
-    params = [torch.linspace(lo, hi, 6, dtype=torch.float64) for lo, hi in ((-30, -10), (2, 8), (0, 12), (0, 3))]
-    together = kernels.peak_compressor(x, *params, a_att, a_att.flip(0))
-    for i in range(6):
-        alone = kernels.peak_compressor(
-            x[i : i + 1], *[p[i : i + 1] for p in params], a_att[i : i + 1], a_att.flip(0)[i : i + 1]
-        )
-        assert torch.equal(together[0][i], alone[0][0]) and torch.equal(together[1][i], alone[1][0])
+def every_entry_point(n_signals: int, size: int) -> list[torch.Tensor]:
+    """Outputs and gradients (to every input) of each entry point on ``n_signals`` signals: every CPU kernel."""
+    gen = torch.Generator().manual_seed(n_signals)
+    r = torch.rand(n_signals, size, dtype=torch.float64, generator=gen) * 10
+    det = torch.rand(n_signals, size, dtype=torch.float64, generator=gen) * 0.9 + 0.01
+    q = torch.clamp(0.5 / (torch.rand(n_signals, size, dtype=torch.float64, generator=gen) + 1e-3), max=1.0)
+    x = torch.randn(n_signals, 2, size, generator=gen)  # float32, as audio
+    a1 = torch.linspace(0.3, 0.99, n_signals, dtype=torch.float64)
+    a2 = torch.linspace(0.999, 0.7, n_signals, dtype=torch.float64)
+    cp = [torch.linspace(lo, hi, n_signals, dtype=torch.float64) for lo, hi in ((-30, -10), (2, 8), (0, 12), (0, 3))]
+    window = torch.arange(n_signals) * 37 + 1
+    ceiling = torch.linspace(0.3, 0.9, n_signals)
+    leaves = [t.clone().requires_grad_() for t in (r, det, q, x, a1, a2, ceiling, *cp)]
+    r_, det_, q_, x_, a1_, a2_, ceiling_, *cp_ = leaves
+    outs = [
+        kernels.smooth(r_, a1_, a2_),
+        *kernels.compressor(det_, 20.0, 1e-12, *cp_, a1_, a2_),
+        *kernels.peak_compressor(x_, *[c.float() for c in cp_], a1_.float(), a2_.float()),
+        kernels.limiter_gain(q_, window, a2_),
+        kernels.peak_limiter(x_, ceiling_, window, a2_.float()),
+    ]
+    sum((o * torch.linspace(-1, 2, o.numel(), dtype=o.dtype).view_as(o)).sum().double() for o in outs).backward()
+    return [o.detach() for o in outs] + [t.grad for t in leaves]
+
+
+def kernel_calls(monkeypatch) -> dict:
+    """Count the calls of every CPU kernel's two compilations (and the rows each got) from here on."""
+    from processors.kernels import compression, smoothing
+
+    calls = {"serial": [], "parallel": []}
+    for module in (smoothing, compression, limiter):
+        for kernel in vars(module).values():
+            if isinstance(kernel, dispatch.Kernel):
+                for kind in calls:
+                    compiled = getattr(kernel, kind)
+
+                    def counted(*arrays, compiled=compiled, kind=kind):
+                        calls[kind].append(arrays[0].shape[0])
+                        return compiled(*arrays)
+
+                    monkeypatch.setattr(kernel, kind, counted)
+    return calls
+
+
+@pytest.mark.skipif(dispatch.numba.config.NUMBA_NUM_THREADS < 2, reason="numba is limited to one thread")
+@pytest.mark.parametrize("n_signals", [2, 3, 6])
+def test_threaded_paths_equal_one_thread_bit_for_bit(monkeypatch, n_signals):
+    """Every kernel on 2, 3 (shares on plain threads) and 6 signals (numba's pool): outputs, records' effects
+    and gradients equal the one-thread run's to the last bit."""
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        calls = kernel_calls(monkeypatch)
+        alone = every_entry_point(n_signals, 3000)
+        assert not calls["parallel"] and set(calls["serial"]) == {n_signals}
+        torch.set_num_threads(2)
+        monkeypatch.setattr(dispatch, "MIN_ELEMENTS_PER_THREAD", 1)
+        calls["serial"].clear()
+        together = every_entry_point(n_signals, 3000)
+    finally:
+        torch.set_num_threads(threads)
+    if n_signals >= dispatch.PARALLEL_MIN_SIGNALS:
+        assert len(calls["parallel"]) == 10 and not calls["serial"]
+    else:  # each kernel in two shares: one of 1 signal, one of the rest
+        assert not calls["parallel"] and sorted(calls["serial"]) == [1] * 10 + [n_signals - 1] * 10
+    for a, b in zip(alone, together, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_thread_count_follows_the_settings(monkeypatch):
+    monkeypatch.setattr(dispatch, "MIN_ELEMENTS_PER_THREAD", 1000)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert dispatch.cpu_threads(1, 10**6) == 1  # one signal: one thread
+        assert dispatch.cpu_threads(3, 10**6) == min(2, dispatch.numba.config.NUMBA_NUM_THREADS)
+        assert dispatch.cpu_threads(3, 400) == 1  # too little work to share
+        torch.set_num_threads(1)
+        assert dispatch.cpu_threads(8, 10**6) == 1  # torch's setting holds for the kernels too
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_limiter_keeps_no_records_without_a_gradient():
+    """Without a gradient the limiter's forward keeps a ring of minima and one ramp element instead of records
+    along time; its outputs are the same bit for bit."""
+    x = torch.randn(2, 2, 5000)
+    x[:, :, 1000:1100] *= 4
+    q = torch.clamp(0.5 / (torch.rand(2, 5000) + 1e-3), max=1.0)
+    ceiling, window, alpha = torch.tensor([0.5, 0.8]), torch.tensor([50, 3]), torch.tensor([0.999, 0.99])
+    assert limiter.recording(x, x.clone().requires_grad_()) and not limiter.recording(x, alpha)
+    with torch.no_grad():
+        assert not limiter.recording(x.clone().requires_grad_())
+    for function, inputs, length in (
+        (limiter._PeakLimiter, (x, ceiling, window, alpha), 49 + 5000),
+        (limiter._LimiterGain, (q, window, alpha), 5000),
+    ):
+        kept, scratch = function.apply(*inputs, True), function.apply(*inputs, False)
+        assert kept[-2].shape == kept[-1].shape == (2, length)
+        assert scratch[-2].shape == (2, 128) and scratch[-1].shape == (2, 1)  # 128: a power of two >= 2 x 50
+        assert all(torch.equal(a, b) for a, b in zip(kept[:-2], scratch[:-2], strict=True))  # y (and g): the same

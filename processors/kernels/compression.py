@@ -182,7 +182,6 @@ _compressor_backward_cpu1 = njit(cache=True)(_compressor_backward_1d)
 _peak_compressor_backward_cpu1 = njit(cache=True)(_peak_compressor_backward_1d)
 
 
-@njit(parallel=True, cache=True)
 def _compressor_forward_cpu(
     det, scale, floor, thr, ratio, knee, makeup, a_att, a_rel, gain, s, attack, region, over_db
 ):
@@ -205,7 +204,6 @@ def _compressor_forward_cpu(
         )
 
 
-@njit(parallel=True, cache=True)
 def _compressor_backward_cpu(
     grad_gain,
     grad_s,
@@ -247,7 +245,6 @@ def _compressor_backward_cpu(
         )
 
 
-@njit(parallel=True, cache=True)
 def _peak_compressor_forward_cpu(x, thr, ratio, knee, makeup, a_att, a_rel, y, gain, s, attack, region, over_db, pick):
     for i in prange(x.shape[0]):
         peak_compressor_forward_blocked(
@@ -268,7 +265,6 @@ def _peak_compressor_forward_cpu(x, thr, ratio, knee, makeup, a_att, a_rel, y, g
         )
 
 
-@njit(parallel=True, cache=True)
 def _peak_compressor_backward_cpu(
     grad_y, grad_s, x, gain, s, attack, region, over_db, pick, thr, ratio, knee, a_att, a_rel, grad_x, grads
 ):

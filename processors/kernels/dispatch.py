@@ -1,10 +1,17 @@
-"""Where a recursion runs: numba threads over signals on the CPU (one thread when there are too few signals to
-share out), or one CUDA thread per signal on a GPU (compiled on first use, time-major arrays)."""
+"""Where a recursion runs: on the CPU, numba's threads over many signals, a few plain threads over a few (one
+thread when there is too little work to share out), or one CUDA thread per signal on a GPU (compiled on first
+use, time-major arrays)."""
 
 from __future__ import annotations
 
+import os
+import types
+from concurrent.futures import ThreadPoolExecutor
+
 import numba
+import numpy as np
 import torch
+from numba import njit
 
 
 def cuda_kernels() -> dict:
@@ -39,32 +46,77 @@ def launch_cuda(name: str, n_signals: int, *args) -> None:
     )
 
 
-PARALLEL_MIN_SIGNALS = 4  # below this many signals one thread wins (measured on 2 cores)
+PARALLEL_MIN_SIGNALS = 4  # from this many signals numba's pool runs them (faster than ours there on 2 cores)
+# A thread gets a share of the work only when the share holds at least this many array elements (the largest
+# array's, e.g. 2 T for stereo audio of T samples): below it handing the work over costs more than it saves
+# (measured on 2 cores: break-even near 8192 stereo samples per signal).
+MIN_ELEMENTS_PER_THREAD = 1 << 15
+_pool: tuple[int, ThreadPoolExecutor] | None = None  # (the process that made it, the pool)
 
 
-def run_cpu(kernel, n_signals: int, *arrays) -> None:
-    """Run a CPU kernel (a ``prange`` loop over signals) on numba's threads, or on one thread when there are
-    fewer than PARALLEL_MIN_SIGNALS signals: numba's thread pool next to torch's (both busy-waiting) can cost
-    far more than it saves on one or two signals."""
-    if n_signals >= PARALLEL_MIN_SIGNALS:
-        kernel(*arrays)
-        return
-    threads = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
-        kernel(*arrays)
-    finally:
+def cpu_threads(n_signals: int, n_elements: int) -> int:
+    """How many threads a CPU kernel over ``n_signals`` signals of ``n_elements`` array elements each runs on:
+    at most torch's thread count (``torch.set_num_threads``) and numba's (``NUMBA_NUM_THREADS``), at most one
+    per signal, and at most one per MIN_ELEMENTS_PER_THREAD elements."""
+    most = min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS, n_signals)
+    return max(1, min(most, n_signals * n_elements // MIN_ELEMENTS_PER_THREAD))
+
+
+def _executor() -> ThreadPoolExecutor:
+    """The persistent pool of helper threads (made again in a forked child, which has none of its threads)."""
+    global _pool
+    if _pool is None or _pool[0] != os.getpid():
+        workers = max(1, numba.config.NUMBA_NUM_THREADS - 1)
+        _pool = (os.getpid(), ThreadPoolExecutor(max_workers=workers, thread_name_prefix="processors-kernels"))
+    return _pool[1]
+
+
+def _rows(arrays: tuple, start: int, stop: int) -> list:
+    """Signals ``start:stop`` of every array (scalars as they are)."""
+    return [a[start:stop] if isinstance(a, np.ndarray) else a for a in arrays]
+
+
+def run_cpu(kernel: Kernel, n_signals: int, *arrays) -> None:
+    """Run a CPU kernel (every array argument holds one row per signal along its first axis) on
+    :func:`cpu_threads` threads. From PARALLEL_MIN_SIGNALS signals its ``prange`` compilation runs on numba's
+    pool; below, with more than one thread, contiguous shares of the signals run its ``nogil`` compilation, one
+    share on the calling thread and the others on a persistent pool of plain threads that sleep while idle
+    (numba's pool busy-waits after each call, beside torch's). Each signal runs the same code whatever the share
+    or the thread, so the results are the same bit for bit."""
+    elements = max((a.size for a in arrays if isinstance(a, np.ndarray)), default=0) // max(n_signals, 1)
+    threads = cpu_threads(n_signals, elements)
+    if threads == 1:
+        kernel.serial(*arrays)
+    elif n_signals >= PARALLEL_MIN_SIGNALS:
+        before = numba.get_num_threads()
         numba.set_num_threads(threads)
+        try:
+            kernel.parallel(*arrays)
+        finally:
+            numba.set_num_threads(before)
+    else:
+        bounds = [n_signals * k // threads for k in range(threads + 1)]
+        pool = _executor()
+        shares = [pool.submit(kernel.serial, *_rows(arrays, bounds[k], bounds[k + 1])) for k in range(1, threads)]
+        try:
+            kernel.serial(*_rows(arrays, 0, bounds[1]))
+        finally:
+            for share in shares:
+                share.result()
 
 
 class Kernel:
-    """One recursion's kernel, ``name`` in the CUDA build and ``cpu`` (a ``prange`` loop over signals) on the
-    CPU. On the CPU every array is signal-major as torch holds it, (S, T) or (S, C, T); on CUDA the arrays along
+    """One recursion's kernel, ``name`` in the CUDA build and ``loop`` on the CPU: a plain function that runs
+    the per-signal body ``for i in prange(n_signals)``, compiled twice, with ``parallel=True`` for numba's pool
+    (:attr:`parallel`) and with ``nogil=True`` for one thread (:attr:`serial`; ``prange`` is ``range`` there).
+    On the CPU every array is signal-major as torch holds it, (S, T) or (S, C, T); on CUDA the arrays along
     time are time-major, (T, S) or (T, S, C), so that the threads of a warp read adjacent addresses.
     :meth:`along_time` and :meth:`empty` give each side its layout; a Function writes one code path for both."""
 
-    def __init__(self, name: str, cpu) -> None:
-        self.name, self.cpu = name, cpu
+    def __init__(self, name: str, loop) -> None:
+        self.name = name
+        self.parallel = njit(parallel=True, cache=True)(loop)
+        self.serial = njit(nogil=True, cache=True)(_renamed(loop, "_serial"))
 
     @staticmethod
     def along_time(t: torch.Tensor, device_path: bool) -> torch.Tensor:
@@ -86,7 +138,18 @@ class Kernel:
         if device_path:
             launch_cuda(self.name, n_signals, *args)
         else:
-            run_cpu(self.cpu, n_signals, *[a.numpy() if isinstance(a, torch.Tensor) else a for a in args])
+            run_cpu(self, n_signals, *[a.numpy() if isinstance(a, torch.Tensor) else a for a in args])
+
+
+def _renamed(function, suffix: str):
+    """A copy of ``function`` whose name ends in ``suffix``: numba's disk cache files a compilation under the
+    function's name and line, whatever its options, so two compilations of one function would overwrite each
+    other's cache."""
+    copy = types.FunctionType(
+        function.__code__, function.__globals__, function.__name__ + suffix, function.__defaults__, function.__closure__
+    )
+    copy.__qualname__ = function.__qualname__ + suffix
+    return copy
 
 
 def needed(ctx, *grads):

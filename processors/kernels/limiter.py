@@ -82,9 +82,14 @@ def _limiter_backward_1d(grad_g, g, argmin, ramp, window, alpha, grad_req, grad_
 # instead of a branchy queue. Ties go to the earliest index on both sides (suffix scan <=, prefix scan <, the
 # suffix preferred on equality), as in the queue of _limiter_forward_1d: the records, and so the gradients, are
 # the same. The moving average and the release follow block by block while the block is in L1.
+# When no gradient needs the records, argmin is a ring of a power of two >= 2 window samples (the moving average
+# reads each minimum back one window later) and ramp a single element: the same code, indices masked.
 @njit(cache=True, error_model="numpy")
 def _limiter_forward_blocked(g_req, window, alpha, g, argmin, ramp):
     size = g_req.shape[0]
+    # the masks of the indices into argmin and ramp: -1 (all bits) for a whole record
+    at_mask = -1 if argmin.shape[0] == size else argmin.shape[0] - 1
+    ramp_mask = -1 if ramp.shape[0] == size else 0
     suffix = np.empty(window, dtype=g_req.dtype)
     suffix_at = np.empty(window, dtype=np.int64)
     prefix = np.empty(window, dtype=g_req.dtype)
@@ -101,8 +106,8 @@ def _limiter_forward_blocked(g_req, window, alpha, g, argmin, ramp):
             not_one += 1
         if not_one >= reach:  # only ones in every window: the minimum is at the window's first sample
             for n in range(b0, end):
-                argmin[n] = n
-            _release_block(g_req, window, alpha, g, argmin, ramp, b0, end, total, prev, state)
+                argmin[n & at_mask] = n
+            _release_block(g_req, window, alpha, g, argmin, ramp, at_mask, ramp_mask, b0, end, total, prev, state)
             total, prev = state[0], state[1]
             continue
         v = g_req[end - 1]
@@ -130,26 +135,26 @@ def _limiter_forward_blocked(g_req, window, alpha, g, argmin, ramp):
             k = suffix_at[n - b0]
             if j >= 0 and prefix[j] < suffix[n - b0]:
                 k = prefix_at[j]
-            argmin[n] = k
-        _release_block(g_req, window, alpha, g, argmin, ramp, b0, end, total, prev, state)
+            argmin[n & at_mask] = k
+        _release_block(g_req, window, alpha, g, argmin, ramp, at_mask, ramp_mask, b0, end, total, prev, state)
         total, prev = state[0], state[1]
 
 
 @njit(cache=True, error_model="numpy")
-def _release_block(g_req, window, alpha, g, argmin, ramp, b0, end, total, prev, state):
+def _release_block(g_req, window, alpha, g, argmin, ramp, at_mask, ramp_mask, b0, end, total, prev, state):
     """The moving average of the minima and the release over samples b0:end from (total, prev); the new pair
-    goes to ``state``."""
+    goes to ``state``; at_mask and ramp_mask mask the indices into argmin and ramp."""
     for n in range(b0, end):
-        total += g_req[argmin[n]]
+        total += g_req[argmin[n & at_mask]]
         if n >= window:
-            total -= g_req[argmin[n - window]]
+            total -= g_req[argmin[(n - window) & at_mask]]
         else:
             total -= 1.0
         avg = total / window
         if avg > g_req[n]:
             avg = g_req[n] * 1.0
         rise = prev + (1.0 - alpha) * (1.0 - prev)
-        ramp[n] = avg <= rise
+        ramp[n & ramp_mask] = avg <= rise
         prev = min(avg, rise)  # avg where avg <= rise: the compare stays off the recursion's critical path
         g[n] = prev
     state[0] = total
@@ -159,37 +164,47 @@ def _release_block(g_req, window, alpha, g, argmin, ramp, b0, end, total, prev, 
 @njit(cache=True, error_model="numpy")
 def _limiter_backward_fused(grad_g, g, argmin, ramp, window, alpha, grad_req, grad_avg, grad_alpha):
     # _limiter_backward_1d's two reverse passes in one: grad_avg[n + window] is ready when step n needs it
-    # The samples whose minimum comes from one index form a run, so its share is summed in a register and stored
-    # once the run ends (the same additions in the same order as adding into grad_req sample by sample).
     size = g.shape[0]
-    carry = 0.0
-    g_alpha = 0.0
-    total = 0.0
+    state = np.zeros(4)
     at = argmin[size - 1] if size > 0 else 0
-    run = 0.0
-    for k in range(size):
-        n = size - 1 - k
-        lam = grad_g[n] + carry
+    at = _reverse_block(grad_g, 0, size, size - 1, g, argmin, ramp, window, alpha, grad_avg, -1, grad_req, state, at)
+    if size > 0:
+        grad_req[at] += state[3]
+    grad_alpha[0] = state[1]
+
+
+@njit(cache=True, error_model="numpy")
+def _reverse_block(grad_g, b0, b1, last, g, argmin, ramp, window, alpha, grad_avg, mask, grad_req, state, at):
+    """The ramp/release's and the moving average's adjoint over samples b1 - 1 down to b0 (of last + 1), given
+    grad_g[n - b0] = dLoss/dg[n] without the future: dLoss/davg[n] goes to grad_avg[n & mask] (mask -1: the whole
+    array; else a ring of more than window samples), state holds (carry, g_alpha, total, run) from block to
+    block; returns ``at``, the source of the current run's minimum. The samples whose minimum comes from one
+    index form a run, so its share of dLoss/dg_req is summed in ``run`` and added to grad_req[at] once the run
+    ends (the same additions in the same order as adding into grad_req sample by sample)."""
+    carry, g_alpha, total, run = state[0], state[1], state[2], state[3]
+    for n in range(b1 - 1, b0 - 1, -1):
+        lam = grad_g[n - b0] + carry
         if ramp[n]:
             ga = lam
             carry = 0.0
         else:
             ga = 0.0
             prev = g[n - 1] * 1.0 if n > 0 else 1.0
+            # rise = prev + (1 - alpha)(1 - prev): d/dalpha = prev - 1, d/dprev = alpha
             g_alpha += lam * (prev - 1.0)
             carry = lam * alpha
-        grad_avg[n] = ga
+        # d avg[n] / d min[k] = 1/window for n in [k, k + window - 1]; d min[k] / d g_req[argmin[k]] = 1
         total += ga
-        if n + window <= size - 1:
-            total -= grad_avg[n + window]
+        if n + window <= last:
+            total -= grad_avg[(n + window) & mask]
+        grad_avg[n & mask] = ga
         if argmin[n] != at:
             grad_req[at] += run
             at = argmin[n]
             run = 0.0
         run += total / window
-    if size > 0:
-        grad_req[at] += run
-    grad_alpha[0] = g_alpha
+    state[0], state[1], state[2], state[3] = carry, g_alpha, total, run
+    return at
 
 
 BLOCK = 512  # samples per block of the fused limiter's vectorised passes (L1-resident)
@@ -242,11 +257,8 @@ def _peak_limiter_backward_1d(grad_y, x, ceiling, window, pad, alpha, g, argmin,
     mask = ring - 1
     grad_avg = np.zeros(ring)
     grad_g = np.zeros(BLOCK)
-    carry = 0.0
-    g_alpha = 0.0
-    total = 0.0
+    state = np.zeros(4)
     at = argmin[length - 1]
-    run = 0.0
     for b1 in range(length, 0, -BLOCK):
         b0 = max(b1 - BLOCK, 0)
         m = b1 - b0
@@ -260,28 +272,11 @@ def _peak_limiter_backward_1d(grad_y, x, ceiling, window, pad, alpha, g, argmin,
                 acc = grad_g[skip:m]
                 for j in range(m - skip):
                     acc[j] += gy[j] * row[j]
-        for j in range(m - 1, -1, -1):
-            n = b0 + j
-            lam = grad_g[j] + carry
-            if ramp[n]:
-                ga = lam
-                carry = 0.0
-            else:
-                ga = 0.0
-                prev = g[n - 1] * 1.0 if n > 0 else 1.0
-                g_alpha += lam * (prev - 1.0)
-                carry = lam * alpha
-            total += ga
-            if n + window <= length - 1:
-                total -= grad_avg[(n + window) & mask]
-            grad_avg[n & mask] = ga
-            if argmin[n] != at:  # a run of samples with one minimum ends (as in _limiter_backward_fused)
-                grad_req[at] += run
-                at = argmin[n]
-                run = 0.0
-            run += total / window
-    grad_req[at] += run
-    grads[1] = g_alpha
+        at = _reverse_block(
+            grad_g, b0, b1, length - 1, g, argmin, ramp, window, alpha, grad_avg, mask, grad_req, state, at
+        )
+    grad_req[at] += state[3]
+    grads[1] = state[1]
     # g_req = ceiling / det where det > ceiling: d/d ceiling = 1 / det, d/d det = -ceiling / det^2, shared among
     # the channels at the maximum (as torch.amax shares it), each with the sign of its sample
     det = np.empty(BLOCK, dtype=x.dtype)
@@ -323,13 +318,11 @@ def _peak_limiter_backward_1d(grad_y, x, ceiling, window, pad, alpha, g, argmin,
     grads[0] = g_ceiling
 
 
-@njit(parallel=True, cache=True)
 def _limiter_forward_cpu(g_req, window, alpha, g, argmin, ramp):
     for i in prange(g_req.shape[0]):
         _limiter_forward_blocked(g_req[i], window[i], alpha[i], g[i], argmin[i], ramp[i])
 
 
-@njit(parallel=True, cache=True)
 def _limiter_backward_cpu(grad_g, g, argmin, ramp, window, alpha, grad_req, grad_alpha):
     for i in prange(g.shape[0]):
         grad_avg = np.empty(g.shape[1], dtype=np.float64)
@@ -338,13 +331,11 @@ def _limiter_backward_cpu(grad_g, g, argmin, ramp, window, alpha, grad_req, grad
         )
 
 
-@njit(parallel=True, cache=True)
 def _peak_limiter_forward_cpu(x, ceiling, window, pad, alpha, y, g, argmin, ramp):
     for i in prange(x.shape[0]):
         _peak_limiter_forward_1d(x[i], ceiling[i], window[i], pad, alpha[i], y[i], g[i], argmin[i], ramp[i])
 
 
-@njit(parallel=True, cache=True)
 def _peak_limiter_backward_cpu(grad_y, x, ceiling, window, pad, alpha, g, argmin, ramp, grad_x, grads):
     for i in prange(x.shape[0]):
         _peak_limiter_backward_1d(
@@ -357,16 +348,33 @@ _FORWARD = Kernel("limiter_forward", _limiter_forward_cpu)
 _BACKWARD = Kernel("limiter_backward", _limiter_backward_cpu)
 
 
+def recording(*inputs: torch.Tensor) -> bool:
+    """Whether a gradient will flow back to any of ``inputs``, so that the forward must keep its records."""
+    return torch.is_grad_enabled() and any(t.requires_grad for t in inputs)
+
+
+def _record_shapes(n_signals: int, length: int, window: torch.Tensor, record: bool) -> tuple[tuple, tuple]:
+    """The shapes of the argmin and ramp records on the CPU: (S, length) each, or without ``record`` a ring of a
+    power of two >= 2 lookaheads per signal and a single element (the forward's scratch, see
+    _limiter_forward_blocked)."""
+    ring = 1 << (2 * int(window.max()) - 1).bit_length()
+    if record or ring >= length:
+        return (n_signals, length), (n_signals, length)
+    return (n_signals, ring), (n_signals, 1)
+
+
 class _LimiterGain(torch.autograd.Function):
-    """The limiter's gain: g_req (S, T), lookahead (S,) samples, release coefficient (S,) -> (g (S, T), and
-    the forward's records: where each running minimum came from, and whether the ramp or the release won)."""
+    """The limiter's gain: g_req (S, T), lookahead (S,) samples, release coefficient (S,), whether to keep the
+    records for a backward -> (g (S, T), and the forward's records: where each running minimum came from, and
+    whether the ramp or the release won; on the CPU without ``record`` only the forward's scratch)."""
 
     @staticmethod
-    def forward(g_req, window, alpha):
+    def forward(g_req, window, alpha, record):
         cuda, shape = on_device(g_req), g_req.shape
         g_k, g = Kernel.empty(shape, g_req.dtype, g_req.device, cuda)
-        argmin_k, argmin = Kernel.empty(shape, torch.int64, g_req.device, cuda)
-        ramp_k, ramp = Kernel.empty(shape, torch.uint8, g_req.device, cuda)
+        argmin_shape, ramp_shape = _record_shapes(*shape, window, record or cuda)
+        argmin_k, argmin = Kernel.empty(argmin_shape, torch.int64, g_req.device, cuda)
+        ramp_k, ramp = Kernel.empty(ramp_shape, torch.uint8, g_req.device, cuda)
         scratch = [Kernel.empty(shape, torch.int64, g_req.device, cuda)[0]] if cuda else []  # the CPU allocates its own
         _FORWARD(
             cuda,
@@ -383,7 +391,7 @@ class _LimiterGain(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        _, window, alpha = inputs
+        _, window, alpha, _ = inputs
         g, argmin, ramp = output
         ctx.mark_non_differentiable(argmin, ramp)
         ctx.save_for_backward(g, argmin, ramp, window, alpha)
@@ -391,7 +399,7 @@ class _LimiterGain(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_g, *_):
         if not any(ctx.needs_input_grad):
-            return None, None, None
+            return None, None, None, None
         g, argmin, ramp, window, alpha = ctx.saved_tensors
         cuda = on_device(g)
         grad_req_k, grad_req = Kernel.empty(g.shape, g.dtype, g.device, cuda)
@@ -408,7 +416,7 @@ class _LimiterGain(torch.autograd.Function):
             *scratch,
             grad_alpha,
         )
-        return needed(ctx, grad_req, None, grad_alpha[:, 0].to(alpha.dtype))
+        return needed(ctx, grad_req, None, grad_alpha[:, 0].to(alpha.dtype), None)
 
 
 def limiter_gain(
@@ -423,7 +431,8 @@ def limiter_gain(
     # so the first samples are already at or below g_req.
     pad = int(lookahead_samples.max()) - 1
     padded = torch.nn.functional.pad(g_req, (pad, 0), value=1.0) if pad else g_req
-    return _LimiterGain.apply(padded, lookahead_samples.to(g_req.device), release_coefficient)[0][:, pad:]
+    record = recording(g_req, release_coefficient)
+    return _LimiterGain.apply(padded, lookahead_samples.to(g_req.device), release_coefficient, record)[0][:, pad:]
 
 
 def window_samples(time_ms: torch.Tensor, sample_rate: int) -> torch.Tensor:
@@ -437,17 +446,19 @@ _PEAK_BACKWARD = Kernel("peak_limiter_backward", _peak_limiter_backward_cpu)
 
 class _PeakLimiter(torch.autograd.Function):
     """The whole peak limiter in one pass on the CPU: x (S, C, T), ceiling (S,) as an amplitude, lookahead (S,)
-    samples, release coefficient (S,) -> (y (S, C, T), and the forward's records along the padded time axis:
-    the gain, where each running minimum came from, whether the ramp or the release won)."""
+    samples, release coefficient (S,), whether to keep the records for a backward -> (y (S, C, T), and the
+    forward's records along the padded time axis: the gain, where each running minimum came from, whether the
+    ramp or the release won; without ``record`` the last two are only the forward's scratch)."""
 
     @staticmethod
-    def forward(x, ceiling, window, alpha):
+    def forward(x, ceiling, window, alpha, record):
         n_signals, _, size = x.shape
         pad = int(window.max()) - 1
         y = torch.empty_like(x, memory_format=torch.contiguous_format)
         g = torch.empty((n_signals, pad + size), dtype=x.dtype)
-        argmin = torch.empty((n_signals, pad + size), dtype=torch.int32)
-        ramp = torch.empty((n_signals, pad + size), dtype=torch.uint8)
+        argmin_shape, ramp_shape = _record_shapes(n_signals, pad + size, window, record)
+        argmin = torch.empty(argmin_shape, dtype=torch.int32)
+        ramp = torch.empty(ramp_shape, dtype=torch.uint8)
         _PEAK_FORWARD(
             False,
             n_signals,
@@ -465,7 +476,7 @@ class _PeakLimiter(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        x, ceiling, window, alpha = inputs
+        x, ceiling, window, alpha, _ = inputs
         _, g, argmin, ramp = output
         ctx.mark_non_differentiable(g, argmin, ramp)
         ctx.save_for_backward(x, ceiling, window, alpha, g, argmin, ramp)
@@ -474,7 +485,7 @@ class _PeakLimiter(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_y, *_):
         if not any(ctx.needs_input_grad) or grad_y is None:
-            return None, None, None, None
+            return None, None, None, None, None
         x, ceiling, window, alpha, g, argmin, ramp = ctx.saved_tensors
         grad_x = torch.empty(x.shape, dtype=x.dtype)
         grads = torch.empty((x.shape[0], 2), dtype=torch.float64)
@@ -493,7 +504,7 @@ class _PeakLimiter(torch.autograd.Function):
             grad_x,
             grads,
         )
-        return needed(ctx, grad_x, grads[:, 0].to(ceiling.dtype), None, grads[:, 1].to(alpha.dtype))
+        return needed(ctx, grad_x, grads[:, 0].to(ceiling.dtype), None, grads[:, 1].to(alpha.dtype), None)
 
 
 def peak_limiter(
@@ -505,4 +516,5 @@ def peak_limiter(
     composition's; differentiable in x, the ceiling and the coefficient."""
     if bool((lookahead_samples < 1).any()):
         raise ValueError("limiter lookahead must be at least 1 sample")
-    return _PeakLimiter.apply(x, ceiling, lookahead_samples, release_coefficient)[0]
+    record = recording(x, ceiling, release_coefficient)
+    return _PeakLimiter.apply(x, ceiling, lookahead_samples, release_coefficient, record)[0]

@@ -47,13 +47,11 @@ _smooth_forward_cpu1 = njit(cache=True)(_smooth_forward_1d)
 _smooth_backward_cpu1 = njit(cache=True)(_smooth_backward_1d)
 
 
-@njit(parallel=True, cache=True)
 def _smooth_forward_cpu(r, a_att, a_rel, s, attack):
     for i in prange(r.shape[0]):
         _smooth_forward_cpu1(r[i], a_att[i], a_rel[i], s[i], attack[i])
 
 
-@njit(parallel=True, cache=True)
 def _smooth_backward_cpu(grad_s, r, s, attack, a_att, a_rel, grad_r, grad_a):
     for i in prange(r.shape[0]):
         _smooth_backward_cpu1(grad_s[i], r[i], s[i], attack[i], a_att[i], a_rel[i], grad_r[i], grad_a[i])
