@@ -439,8 +439,8 @@ def kernel_calls(monkeypatch) -> dict:
 @pytest.mark.skipif(dispatch.numba.config.NUMBA_NUM_THREADS < 2, reason="numba is limited to one thread")
 @pytest.mark.parametrize("n_signals", [2, 3, 6])
 def test_threaded_paths_equal_one_thread_bit_for_bit(monkeypatch, n_signals):
-    """Every kernel on 2, 3 (shares on plain threads) and 6 signals (numba's pool): outputs, records' effects
-    and gradients equal the one-thread run's to the last bit."""
+    """Every kernel on 2, 3 and 6 signals on numba's pool: outputs, records' effects and gradients equal the
+    one-thread run's to the last bit."""
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
@@ -453,10 +453,7 @@ def test_threaded_paths_equal_one_thread_bit_for_bit(monkeypatch, n_signals):
         together = every_entry_point(n_signals, 3000)
     finally:
         torch.set_num_threads(threads)
-    if n_signals >= dispatch.PARALLEL_MIN_SIGNALS:
-        assert len(calls["parallel"]) == 10 and not calls["serial"]
-    else:  # each kernel in two shares: one of 1 signal, one of the rest
-        assert not calls["parallel"] and sorted(calls["serial"]) == [1] * 10 + [n_signals - 1] * 10
+    assert len(calls["parallel"]) == 10 and not calls["serial"]
     for a, b in zip(alone, together, strict=True):
         assert torch.equal(a, b)
 

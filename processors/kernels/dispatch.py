@@ -1,12 +1,10 @@
-"""Where a recursion runs: on the CPU, numba's threads over many signals, a few plain threads over a few (one
-thread when there is too little work to share out), or one CUDA thread per signal on a GPU (compiled on first
-use, time-major arrays)."""
+"""Where a recursion runs: on the CPU, numba's threads over the signals (the calling thread alone when there is
+one signal or too little work to share out), or one CUDA thread per signal on a GPU (compiled on first use,
+time-major arrays)."""
 
 from __future__ import annotations
 
-import os
 import types
-from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
@@ -46,12 +44,10 @@ def launch_cuda(name: str, n_signals: int, *args) -> None:
     )
 
 
-PARALLEL_MIN_SIGNALS = 4  # from this many signals numba's pool runs them (faster than ours there on 2 cores)
 # A thread gets a share of the work only when the share holds at least this many array elements (the largest
 # array's, e.g. 2 T for stereo audio of T samples): below it handing the work over costs more than it saves
 # (measured on 2 cores: break-even near 8192 stereo samples per signal).
 MIN_ELEMENTS_PER_THREAD = 1 << 15
-_pool: tuple[int, ThreadPoolExecutor] | None = None  # (the process that made it, the pool)
 
 
 def cpu_threads(n_signals: int, n_elements: int) -> int:
@@ -62,53 +58,29 @@ def cpu_threads(n_signals: int, n_elements: int) -> int:
     return max(1, min(most, n_signals * n_elements // MIN_ELEMENTS_PER_THREAD))
 
 
-def _executor() -> ThreadPoolExecutor:
-    """The persistent pool of helper threads (made again in a forked child, which has none of its threads)."""
-    global _pool
-    if _pool is None or _pool[0] != os.getpid():
-        workers = max(1, numba.config.NUMBA_NUM_THREADS - 1)
-        _pool = (os.getpid(), ThreadPoolExecutor(max_workers=workers, thread_name_prefix="processors-kernels"))
-    return _pool[1]
-
-
-def _rows(arrays: tuple, start: int, stop: int) -> list:
-    """Signals ``start:stop`` of every array (scalars as they are)."""
-    return [a[start:stop] if isinstance(a, np.ndarray) else a for a in arrays]
-
-
 def run_cpu(kernel: Kernel, n_signals: int, *arrays) -> None:
     """Run a CPU kernel (every array argument holds one row per signal along its first axis) on
-    :func:`cpu_threads` threads. From PARALLEL_MIN_SIGNALS signals its ``prange`` compilation runs on numba's
-    pool; below, with more than one thread, contiguous shares of the signals run its ``nogil`` compilation, one
-    share on the calling thread and the others on a persistent pool of plain threads that sleep while idle
-    (numba's pool busy-waits after each call, beside torch's). Each signal runs the same code whatever the share
-    or the thread, so the results are the same bit for bit."""
+    :func:`cpu_threads` threads: its ``prange`` compilation on that many of numba's threads, or its serial
+    compilation on the calling thread when that is one (no pool to wake). Each signal runs the same code
+    whatever the thread, so the results are the same bit for bit."""
     elements = max((a.size for a in arrays if isinstance(a, np.ndarray)), default=0) // max(n_signals, 1)
     threads = cpu_threads(n_signals, elements)
     if threads == 1:
         kernel.serial(*arrays)
-    elif n_signals >= PARALLEL_MIN_SIGNALS:
-        before = numba.get_num_threads()
-        numba.set_num_threads(threads)
-        try:
-            kernel.parallel(*arrays)
-        finally:
-            numba.set_num_threads(before)
-    else:
-        bounds = [n_signals * k // threads for k in range(threads + 1)]
-        pool = _executor()
-        shares = [pool.submit(kernel.serial, *_rows(arrays, bounds[k], bounds[k + 1])) for k in range(1, threads)]
-        try:
-            kernel.serial(*_rows(arrays, 0, bounds[1]))
-        finally:
-            for share in shares:
-                share.result()
+        return
+    before = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        kernel.parallel(*arrays)
+    finally:
+        numba.set_num_threads(before)
 
 
 class Kernel:
     """One recursion's kernel, ``name`` in the CUDA build and ``loop`` on the CPU: a plain function that runs
     the per-signal body ``for i in prange(n_signals)``, compiled twice, with ``parallel=True`` for numba's pool
-    (:attr:`parallel`) and with ``nogil=True`` for one thread (:attr:`serial`; ``prange`` is ``range`` there).
+    (:attr:`parallel`) and for one thread (:attr:`serial`; ``prange`` is ``range`` there; ``nogil=True``, so
+    that other Python threads run during a long call).
     On the CPU every array is signal-major as torch holds it, (S, T) or (S, C, T); on CUDA the arrays along
     time are time-major, (T, S) or (T, S, C), so that the threads of a warp read adjacent addresses.
     :meth:`along_time` and :meth:`empty` give each side its layout; a Function writes one code path for both."""
