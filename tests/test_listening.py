@@ -12,7 +12,7 @@ import torch
 
 import drl
 from processors import Chain, Compressor, Gain, Limiter
-from tuning.audio import demo_track
+from tuning.audio import demo_track, loudest_start
 from tuning.callbacks import MediaLogger, ObjectiveHistory
 from tuning.clips import PEAK_CEILING, listening_clips, loudest_excerpt, wav_bytes
 from tuning.figures import binned_max, compressor_curve_figure, gain_reduction_figure, objective_figure
@@ -52,6 +52,19 @@ def test_loudest_excerpt_goes_by_loudness_not_energy():
     assert part.stop - part.start == 3 * RATE and abs(part.start - 7 * RATE) <= RATE // 10
     whole = loudest_excerpt(audio, RATE, 20.0)  # longer than the track: all of it
     assert (whole.start, whole.stop) == (0, audio.shape[-1])
+
+
+def test_the_loudest_passage_from_the_tracks_reading_is_the_measured_one():
+    torch.manual_seed(3)
+    audio = torch.randn(2, 20 * RATE) * torch.linspace(0.1, 3.0, 20 * RATE).sin()  # loudest near 10 s
+    reading = drl.read_levels(audio, RATE)
+    for seconds in (2.0, 5.0):  # momentary windows, as the clips use
+        part = loudest_excerpt(audio, RATE, seconds)
+        assert 0 < part.start and part.stop < 20 * RATE  # inside the track, not at an end
+        assert loudest_excerpt(audio, RATE, seconds, reading) == part
+    for seconds in (5.0, 12.0):  # short-term windows
+        measured = loudest_start(audio, RATE, int(seconds * RATE))
+        assert loudest_start(audio, RATE, int(seconds * RATE), reading=reading) == measured
 
 
 def test_clips_are_loudness_matched_and_the_residual_raised(tuned):

@@ -16,7 +16,15 @@ import torch
 from drl.audio_io import load_audio
 from drl.checks import check_audio, check_number, check_sample_rate
 from drl.infrasound import dc_offset, infrasound_share
-from drl.loudness import BLOCK_S, LUFS_OFFSET, SHORT_TERM_S, momentary_loudness, short_term_loudness, window_starts
+from drl.loudness import (
+    BLOCK_S,
+    LUFS_OFFSET,
+    SHORT_TERM_S,
+    LevelReading,
+    momentary_loudness,
+    short_term_loudness,
+    window_starts,
+)
 from processors.functional import check_cutoff_hz, subsonic
 
 # A track whose sample peak is below this is treated as silent (-120 dBFS).
@@ -82,11 +90,14 @@ def load_track(path: str | Path, duration_s: float | None = None, excerpt: str =
     return Track(part, sample_rate, f"{path.stem}_excerpt_{start_s:.1f}-{end_s:.1f}s", info)
 
 
-def loudest_start(audio: torch.Tensor, sample_rate: int, length: int, momentary: bool = False) -> int:
+def loudest_start(
+    audio: torch.Tensor, sample_rate: int, length: int, momentary: bool = False, reading: LevelReading | None = None
+) -> int:
     """The start (in samples, on BS.1770's 100 ms grid) of the loudest ``length`` samples of ``audio`` (C, T):
     the excerpt whose short-term loudness windows (3 s; 400 ms momentary ones for excerpts under 3 s, or always
     with ``momentary``), averaged as energy over the windows inside it, are loudest. The earliest such start on
-    a tie."""
+    a tie. ``reading``: ``audio``'s :func:`drl.read_levels`, when read already (its window energies are used
+    instead of measuring them again)."""
     short = not momentary and length >= round(SHORT_TERM_S * sample_rate)
     window = round((SHORT_TERM_S if short else BLOCK_S) * sample_rate)
     if length < window:
@@ -94,10 +105,16 @@ def loudest_start(audio: torch.Tensor, sample_rate: int, length: int, momentary:
             f"an excerpt of {length / sample_rate:g} s is too short to measure its loudness: "
             f"data.track.duration_s must be at least {BLOCK_S:g} s"
         )
-    measure = short_term_loudness if short else momentary_loudness
-    with torch.no_grad():
-        levels = measure(audio, sample_rate).double()  # LUFS every 100 ms, -inf for silence
-    energies = torch.where(torch.isfinite(levels), 10.0 ** ((levels - LUFS_OFFSET) / 10.0), torch.zeros_like(levels))
+    known = None if reading is None else reading.short_term_energies if short else reading.block_energies
+    if known is not None:
+        energies = known.double()
+    else:
+        measure = short_term_loudness if short else momentary_loudness
+        with torch.no_grad():
+            levels = measure(audio, sample_rate).double()  # LUFS every 100 ms, -inf for silence
+        energies = torch.where(
+            torch.isfinite(levels), 10.0 ** ((levels - LUFS_OFFSET) / 10.0), torch.zeros_like(levels)
+        )
     starts = window_starts(audio.shape[-1], window, sample_rate)
     # windows j inside the excerpt that starts with window k: starts[j] - starts[k] <= length - window
     inside = int(torch.searchsorted(starts, starts[0] + length - window, right=True))

@@ -26,13 +26,16 @@ RESIDUAL_LUFS = -23.0
 PEAK_CEILING = 1.0 - 2.0**-15
 
 
-def loudest_excerpt(audio: torch.Tensor, sample_rate: int, seconds: float) -> slice:
+def loudest_excerpt(
+    audio: torch.Tensor, sample_rate: int, seconds: float, reading: drl.LevelReading | None = None
+) -> slice:
     """The ``seconds``-long passage of ``audio`` (C, T) with the most K-weighted energy (the mean of its
-    400 ms momentary loudness windows), starting on the meter's 100 ms grid; the whole track when shorter."""
+    400 ms momentary loudness windows), starting on the meter's 100 ms grid; the whole track when shorter.
+    ``reading``: ``audio``'s :func:`drl.read_levels`, when read already."""
     length = min(audio.shape[-1], max(1, round(seconds * sample_rate)))
     if length < round(0.4 * sample_rate):
         return slice(0, length)
-    start = loudest_start(audio.detach().cpu(), sample_rate, length, momentary=True)
+    start = loudest_start(audio.detach().cpu(), sample_rate, length, momentary=True, reading=reading)
     return slice(start, start + length)
 
 
@@ -147,18 +150,20 @@ def listening_clips(
     sample_rate: int,
     seconds: float = 10.0,
     residual_lufs: float = RESIDUAL_LUFS,
+    reading: drl.LevelReading | None = None,
 ) -> Clips:
     """Clips of the loudest ``seconds`` of ``track`` (C, T) and of ``output`` (C, T) there, matched in loudness,
     and of the residual (``output`` minus the per-channel least-squares gain times ``track``, over the whole
     track: what DRL measures) brought to ``residual_lufs`` (lower when its peak would clip: the level reached
-    is in :attr:`Clips.residual_lufs`)."""
+    is in :attr:`Clips.residual_lufs`). ``reading``: ``track``'s :func:`drl.read_levels`, when read already
+    (the loudest passage is found from it)."""
     seconds = check_number("excerpt length", seconds, 0.4, unit="s")
     residual_lufs = check_number("residual level", residual_lufs, -70.0, 0.0, unit="LUFS")
     # TensorBoard's media and report.html ask for the same clips of the same final render: made once
     key = (sample_rate, seconds, residual_lufs)
     if _last_clips and _last_clips[0] is track and _last_clips[1] is output and _last_clips[2] == key:
         return _last_clips[3]
-    clips = _make_clips(track, output, sample_rate, seconds, residual_lufs)
+    clips = _make_clips(track, output, sample_rate, seconds, residual_lufs, reading)
     _last_clips[:] = [track, output, key, clips]
     return clips
 
@@ -167,13 +172,13 @@ def listening_clips(
 _last_clips: list = []
 
 
-def _make_clips(track, output, sample_rate: int, seconds: float, residual_lufs: float) -> Clips:
+def _make_clips(track, output, sample_rate: int, seconds: float, residual_lufs: float, reading) -> Clips:
     if track.shape != output.shape or track.ndim != 2:
         raise ValueError(
             f"track and output must be (C, T) audio of one shape, got {tuple(track.shape)} and {tuple(output.shape)}"
         )
     track, output = track.detach().cpu(), output.detach().cpu()
-    part = loudest_excerpt(track, sample_rate, seconds)
+    part = loudest_excerpt(track, sample_rate, seconds, reading)
     gain = match_gain(track, output)
     x, y, d = track[:, part].double(), output[:, part].double(), matched_residual(track, output, part, gain=gain)
     x_lufs, y_lufs = _lufs(x, sample_rate), _lufs(y, sample_rate)

@@ -279,7 +279,9 @@ def answer_with_gain(job: Job) -> dict | None:
         chain, job.spec.name, source_info(job.cfg, track), job.target, metrics["conditioning"], output_info(job.cfg)
     )
     write_results(job.out_dir, track.name, output, rate, settings, metrics, job.processed[track.name])
-    write_report(job.out_dir, track.name, track.audio, output, rate, metrics, chain)
+    write_report(
+        job.out_dir, track.name, track.audio, output, rate, metrics, chain, reading=job.readings.get(track.name)
+    )
     say_summary(summary_table(metrics, values), track)
     say(f"output folder: {job.out_dir}")
     return metrics

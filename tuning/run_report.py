@@ -177,11 +177,12 @@ def render_report(
     history: Sequence[tuple[int, float | None]] = (),
     excerpt_s: float = 10.0,
     residual_lufs: float = RESIDUAL_LUFS,
+    reading=None,
 ) -> str:
     """The page (HTML text) of one tuned track: ``track`` and ``output`` (C, T), its ``metrics`` (metrics.json's
     content), the tuned ``processor`` (one setting, at its final values) and the objective at each validation
-    (``history``: (step, dB or None))."""
-    clips = listening_clips(track, output, sample_rate, excerpt_s, residual_lufs)
+    (``history``: (step, dB or None)); ``reading``: ``track``'s :func:`drl.read_levels`, when read already."""
+    clips = listening_clips(track, output, sample_rate, excerpt_s, residual_lufs, reading)
     residual = matched_residual(track, output, dtype=torch.float32, gain=clips.match_gain)  # the spectrum: float32
     out, target = metrics["output"], metrics.get("target") or {}
     selected = metrics.get("selected")
@@ -290,11 +291,14 @@ def write_report(
     history: Sequence[tuple[int, float | None]] = (),
     excerpt_s: float = 10.0,
     residual_lufs: float = RESIDUAL_LUFS,
+    reading=None,
 ) -> Path:
     """Write ``folder``/report.html (:func:`render_report`; never over an existing file); return its path."""
     path = Path(folder) / REPORT_NAME
     check_fresh_report(folder)
-    page = render_report(name, track, output, sample_rate, metrics, processor, history, excerpt_s, residual_lufs)
+    page = render_report(
+        name, track, output, sample_rate, metrics, processor, history, excerpt_s, residual_lufs, reading
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("x", encoding="utf-8") as handle:
         handle.write(page)
