@@ -11,6 +11,7 @@ import pytest
 import torch
 from numba import njit
 
+from drl.fft import records_gradient
 from processors import kernels
 from processors.kernels import blocked, dispatch, limiter
 
@@ -479,9 +480,9 @@ def test_limiter_keeps_no_records_without_a_gradient():
     x[:, :, 1000:1100] *= 4
     q = torch.clamp(0.5 / (torch.rand(2, 5000) + 1e-3), max=1.0)
     ceiling, window, alpha = torch.tensor([0.5, 0.8]), torch.tensor([50, 3]), torch.tensor([0.999, 0.99])
-    assert limiter.recording(x, x.clone().requires_grad_()) and not limiter.recording(x, alpha)
+    assert records_gradient(x, x.clone().requires_grad_()) and not records_gradient(x, alpha)
     with torch.no_grad():
-        assert not limiter.recording(x.clone().requires_grad_())
+        assert not records_gradient(x.clone().requires_grad_())
     for function, inputs, length in (
         (limiter._PeakLimiter, (x, ceiling, window, alpha), 49 + 5000),
         (limiter._LimiterGain, (q, window, alpha), 5000),

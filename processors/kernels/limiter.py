@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from numba import njit, prange
 
+from drl.fft import records_gradient
 from processors.kernels.dispatch import Kernel, needed, on_device
 
 
@@ -348,11 +349,6 @@ _FORWARD = Kernel("limiter_forward", _limiter_forward_cpu)
 _BACKWARD = Kernel("limiter_backward", _limiter_backward_cpu)
 
 
-def recording(*inputs: torch.Tensor) -> bool:
-    """Whether a gradient will flow back to any of ``inputs``, so that the forward must keep its records."""
-    return torch.is_grad_enabled() and any(t.requires_grad for t in inputs)
-
-
 def _record_shapes(n_signals: int, length: int, window: torch.Tensor, record: bool) -> tuple[tuple, tuple]:
     """The shapes of the argmin and ramp records on the CPU: (S, length) each, or without ``record`` a ring of a
     power of two >= 2 lookaheads per signal and a single element (the forward's scratch, see
@@ -431,7 +427,7 @@ def limiter_gain(
     # so the first samples are already at or below g_req.
     pad = int(lookahead_samples.max()) - 1
     padded = torch.nn.functional.pad(g_req, (pad, 0), value=1.0) if pad else g_req
-    record = recording(g_req, release_coefficient)
+    record = records_gradient(g_req, release_coefficient)  # a backward will need the forward's records
     return _LimiterGain.apply(padded, lookahead_samples.to(g_req.device), release_coefficient, record)[0][:, pad:]
 
 
@@ -516,5 +512,5 @@ def peak_limiter(
     composition's; differentiable in x, the ceiling and the coefficient."""
     if bool((lookahead_samples < 1).any()):
         raise ValueError("limiter lookahead must be at least 1 sample")
-    record = recording(x, ceiling, release_coefficient)
+    record = records_gradient(x, ceiling, release_coefficient)
     return _PeakLimiter.apply(x, ceiling, lookahead_samples, release_coefficient, record)[0]
