@@ -124,13 +124,30 @@ def band_energies(signal: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
 def _band_energies(signal: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     n_samples = signal.shape[-1]
     n_fft = fft_length(n_samples)
-    mean = signal.mean(dim=-1, keepdim=True)
-    spectrum = torch.fft.rfft(signal - mean, n=n_fft, dim=-1)
+    if n_fft == n_samples:  # no padding: bin 0 holds the mean's energy exactly, nothing to take out
+        spectrum, mean_energy = torch.fft.rfft(signal, dim=-1), None
+    else:
+        mean = signal.mean(dim=-1, keepdim=True)
+        spectrum = torch.fft.rfft(_centred_padded(signal, mean, n_fft), dim=-1)
+        mean_energy = n_samples * mean.square()
     if records_gradient(spectrum):
         power = spectrum.real.square() + spectrum.imag.square()
     else:  # the same sums, squared in place: no copies of the spectrum's size
         power = torch.view_as_real(spectrum).square_().sum(dim=-1)
     # one product per band: a band's energy rounds the same whichever other bands are asked for with it
     energies = torch.stack([power @ band for band in weights], dim=-1) / n_fft
-    energies = energies + (n_samples * mean.square()) * weights[:, 0]
+    if mean_energy is not None:
+        energies = energies + mean_energy * weights[:, 0]
     return energies.movedim(-1, 0)
+
+
+def _centred_padded(signal: torch.Tensor, mean: torch.Tensor, n_fft: int) -> torch.Tensor:
+    """``signal (..., T)`` minus ``mean (..., 1)``, zero-padded to ``n_fft`` samples: one new tensor, filled in
+    place when no gradient is recorded."""
+    n_samples = signal.shape[-1]
+    if records_gradient(signal, mean):
+        return torch.nn.functional.pad(signal - mean, (0, n_fft - n_samples))
+    padded = signal.new_zeros(*signal.shape[:-1], n_fft)
+    padded[..., :n_samples] = signal
+    padded[..., :n_samples] -= mean
+    return padded

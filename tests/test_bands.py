@@ -118,6 +118,16 @@ def test_a_band_reads_the_same_whichever_bands_come_with_it():
     assert torch.equal(alone, among)
 
 
+@pytest.mark.parametrize("n", [40, 37])  # 37 is zero-padded to 40
+def test_band_energies_are_differentiable_padded_or_not(n):
+    weights = band_weights(n, 8000, [(0, 500), (500, 4000)], dtype=torch.float64)
+    x = torch.randn(2, n, dtype=torch.float64, generator=torch.Generator().manual_seed(n)).add_(0.3).requires_grad_()
+    assert torch.autograd.gradcheck(lambda signal: band_energies(signal, weights), (x,))
+    # the path without a gradient (centred and padded in place) gives the same values
+    recorded, plain = band_energies(x, weights).detach(), band_energies(x.detach(), weights)
+    torch.testing.assert_close(recorded, plain, rtol=1e-14, atol=0)
+
+
 def test_weights_of_another_length_are_refused():
     with pytest.raises(ValueError, match=r"band_weights\(1001"):
         band_energies(torch.zeros(1001), band_weights(1000, 8000, [(0, 100)]))
