@@ -22,6 +22,7 @@ import torch
 
 import drl
 from processors import Chain, Gain
+from tuning.last_answer import LastAnswer
 from tuning.objective import Target
 from tuning.solve import solve_target
 
@@ -44,17 +45,12 @@ class LevelStatistics:
 def level_statistics(audio: torch.Tensor, sample_rate: int, window_ms: float = 50.0) -> LevelStatistics:
     """Measure ``audio`` (C, T): RMS over ``window_ms`` windows (channels averaged), gated at -70 dBFS. A job
     asks this of one track several times (its settings checked, then its starts): the last answer is kept."""
-    key = (sample_rate, window_ms)
-    if _last_statistics and _last_statistics[0] is audio and _last_statistics[1] == key:
-        return _last_statistics[2]
-    stats = _level_statistics(audio, sample_rate, window_ms)
-    _last_statistics[:] = [audio, key, stats]
-    return stats
+    return _last_statistics(
+        (audio,), (sample_rate, window_ms), lambda: _level_statistics(audio, sample_rate, window_ms)
+    )
 
 
-#: The last statistics measured: (audio, (rate, window), LevelStatistics); the tensor held, so its id is never
-#: reused by another.
-_last_statistics: list = []
+_last_statistics: LastAnswer[LevelStatistics] = LastAnswer()
 
 
 def _level_statistics(audio: torch.Tensor, sample_rate: int, window_ms: float) -> LevelStatistics:

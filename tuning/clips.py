@@ -19,6 +19,7 @@ import drl
 from drl.checks import check_number
 from drl.fft import BLOCK_SAMPLES
 from tuning.audio import loudest_start
+from tuning.last_answer import LastAnswer
 
 #: The level the residual is brought to (LUFS): near the matched clips, so that it can be heard at all.
 RESIDUAL_LUFS = -23.0
@@ -144,6 +145,10 @@ class Clips:
         )
 
 
+#: The last clips made.
+_last_clips: LastAnswer[Clips] = LastAnswer()
+
+
 def listening_clips(
     track: torch.Tensor,
     output: torch.Tensor,
@@ -160,16 +165,11 @@ def listening_clips(
     seconds = check_number("excerpt length", seconds, 0.4, unit="s")
     residual_lufs = check_number("residual level", residual_lufs, -70.0, 0.0, unit="LUFS")
     # TensorBoard's media and report.html ask for the same clips of the same final render: made once
-    key = (sample_rate, seconds, residual_lufs)
-    if _last_clips and _last_clips[0] is track and _last_clips[1] is output and _last_clips[2] == key:
-        return _last_clips[3]
-    clips = _make_clips(track, output, sample_rate, seconds, residual_lufs, reading)
-    _last_clips[:] = [track, output, key, clips]
-    return clips
-
-
-#: The last clips made: (track, output, (rate, seconds, level), Clips); the tensors held, so never reused ids.
-_last_clips: list = []
+    return _last_clips(
+        (track, output),
+        (sample_rate, seconds, residual_lufs),
+        lambda: _make_clips(track, output, sample_rate, seconds, residual_lufs, reading),
+    )
 
 
 def _make_clips(track, output, sample_rate: int, seconds: float, residual_lufs: float, reading) -> Clips:

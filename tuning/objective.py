@@ -18,6 +18,7 @@ import drl
 from drl.bands import check_bands
 from drl.checks import check_number
 from drl.nmr import MaskedReference
+from tuning.last_answer import LastAnswer
 
 #: "On target" (metrics.json's ``on_target``): the loudness within this many LU of the target and the true peak
 #: at most ON_TARGET_DB above the ceiling. Every solve lands far closer (``solve.tol_lu``); the margins cover
@@ -203,7 +204,7 @@ class Objective(nn.Module):
         self.band_weights = weights.band_weights()
         self.bands = [parse_band_key(k) for k in self.band_weights]
         check_bands(self.bands, self.sample_rate)
-        self._masked: list[tuple[torch.Tensor, MaskedReference]] = []
+        self._masked: LastAnswer[MaskedReference] = LastAnswer()
         self._scored: list[tuple[weakref.ref, weakref.ref, dict[str, torch.Tensor]]] = []
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -277,10 +278,4 @@ class Objective(nn.Module):
     def _masked_reference(self, reference: torch.Tensor) -> MaskedReference:
         """The reference's half of the NMR, kept for the last reference tensor only: the whole track's (about two
         copies of it) goes as soon as the excerpt is scored again, and the excerpt's is cheap to make."""
-        for kept, masked in self._masked:
-            if kept is reference:
-                return masked
-        self._masked = []  # the old one goes before the new one is made
-        masked = MaskedReference(reference, self.sample_rate)
-        self._masked = [(reference, masked)]
-        return masked
+        return self._masked((reference,), None, lambda: MaskedReference(reference, self.sample_rate))
